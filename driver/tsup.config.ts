@@ -1,0 +1,18 @@
+import { cp } from 'node:fs/promises';
+import { defineConfig } from 'tsup';
+
+export default defineConfig({
+  entry: ['src/cli.ts', 'src/index.ts'],
+  format: ['esm'],
+  dts: false,
+  sourcemap: true,
+  clean: true,
+  target: 'node20',
+  platform: 'node',
+  tsconfig: 'tsconfig.json',
+  banner: { js: '#!/usr/bin/env node' },
+  // The wire definitions ship inside the package so an installed driver never reaches outside its folder.
+  async onSuccess() {
+    await cp('../proto', 'dist/proto', { recursive: true });
+  },
+});

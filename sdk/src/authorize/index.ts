@@ -1,1 +1,9 @@
-export {};
+export {
+  AuthorizationError,
+  authorizeAny,
+  authorizeId,
+  authorizeOneOf,
+  authorizeMemberOf,
+  authorizeIf,
+} from './authorizer.js';
+export type { Authorizer } from './authorizer.js';

@@ -85,13 +85,21 @@ export function derOid(node: DerNode): string {
   if (bytes.length === 0) throw new DerError('empty OID');
   const parts: number[] = [];
   let value = 0;
+  let started = false;
   for (const byte of bytes) {
+    // X.690 §8.19.2: an arc must not start with 0x80 (that would be a non-minimal encoding).
+    if (!started && byte === 0x80) throw new DerError('non-minimal OID arc encoding');
     value = value * 128 + (byte & 0x7f);
+    if (value > Number.MAX_SAFE_INTEGER) throw new DerError('OID arc too large');
+    started = true;
     if ((byte & 0x80) === 0) {
       parts.push(value);
       value = 0;
+      started = false;
     }
   }
+  // A dangling continuation bit means the last arc was cut off; dropping it would alias OIDs.
+  if (started) throw new DerError('truncated OID');
   const head = parts.shift() ?? 0;
   const first = head < 80 ? Math.floor(head / 40) : 2;
   return [first, head - first * 40, ...parts].join('.');

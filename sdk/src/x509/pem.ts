@@ -32,7 +32,10 @@ export function decodePem(text: string): PemBlock[] {
       if (line.includes(':')) throw new PemError(`PEM headers are not allowed (in ${begin} block)`);
       if (!BASE64_LINE.test(line)) throw new PemError(`invalid base64 in ${begin} block`);
     }
-    const der = Buffer.from(lines.join(''), 'base64');
+    const base64 = lines.join('');
+    const der = Buffer.from(base64, 'base64');
+    // Node's decoder skips garbage and misplaced padding; a round trip proves the text was canonical.
+    if (der.toString('base64') !== base64) throw new PemError(`invalid base64 in ${begin} block`);
     if (der.length === 0) throw new PemError(`empty ${begin} block`);
     blocks.push({ label: begin, der });
     last = (match.index ?? 0) + match[0].length;

@@ -1,0 +1,61 @@
+import { parseArgs } from 'node:util';
+
+/**
+ * A table-driven command line: every flag has one environment variable and an optional default,
+ * so `--help`, parsing and the README stay in step.
+ */
+export interface OptionSpec {
+  readonly flag: string;
+  readonly env: string;
+  readonly help: string;
+  readonly default?: string;
+  readonly required?: boolean;
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export interface ParsedOptions {
+  readonly values: ReadonlyMap<string, string>;
+  readonly help: boolean;
+}
+
+export function parseOptions(
+  specs: readonly OptionSpec[],
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+): ParsedOptions {
+  const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' } };
+  for (const spec of specs) options[spec.flag] = { type: 'string' };
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false });
+  } catch (error) {
+    throw new ConfigError(`${(error as Error).message}; run with --help for the list of flags`);
+  }
+  const values = new Map<string, string>();
+  if (parsed.values.help === true) return { values, help: true };
+  for (const spec of specs) {
+    const fromFlag = parsed.values[spec.flag];
+    const value = typeof fromFlag === 'string' ? fromFlag : (env[spec.env] ?? spec.default);
+    if (value === undefined || value === '') {
+      if (spec.required) throw new ConfigError(`--${spec.flag} (or ${spec.env}) is required: ${spec.help}`);
+      continue;
+    }
+    values.set(spec.flag, value);
+  }
+  return { values, help: false };
+}
+
+export function formatHelp(usage: string, specs: readonly OptionSpec[]): string {
+  const rows = specs.map((spec) => {
+    const left = `  --${spec.flag} <value>`;
+    const def = spec.default !== undefined ? ` (default ${spec.default})` : spec.required ? ' (required)' : '';
+    return `${left.padEnd(30)} ${spec.help}${def}\n${''.padEnd(31)} env ${spec.env}`;
+  });
+  return `${usage}\n\nFlags (each also read from the environment variable shown; the flag wins):\n${rows.join('\n')}\n  --help                       show this help\n`;
+}

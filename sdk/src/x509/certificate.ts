@@ -1,0 +1,12 @@
+/**
+ * One DER certificate into Node's X509Certificate. Node ignores bytes after the certificate, so
+ * the DER length is checked first: a buffer that is "a certificate plus something" is not one.
+ */
+import { X509Certificate } from 'node:crypto';
+import { DerError, readDer } from './der.js';
+
+/** Throws DerError or Node's parse error; callers add their own context. */
+export function parseCertificateDer(der: Uint8Array): X509Certificate {
+  if (readDer(der).end !== der.length) throw new DerError('trailing data after the certificate');
+  return new X509Certificate(Buffer.from(der.buffer, der.byteOffset, der.byteLength));
+}

@@ -1,0 +1,313 @@
+import { status } from '@grpc/grpc-js';
+import { describe, expect, it } from 'vitest';
+import { CsiError } from '../../driver/src/csi/errors.js';
+import {
+  ACCEPTED_ACCESS_MODES,
+  parseTargetPath,
+  validatePublishRequest,
+  validateUnpublishRequest,
+} from '../../driver/src/csi/validation.js';
+import type { NodePublishVolumeRequest } from '../../driver/src/proto/csi-messages.js';
+import type { VolumeSpec } from '../../driver/src/volume/volume-spec.js';
+
+const ROOT = '/var/lib/kubelet';
+const UID = '6f1c0a52-3b0e-4d55-9a4e-0a6b3f1b2c3d';
+const TARGET = `${ROOT}/pods/${UID}/volumes/kubernetes.io~csi/spiffe/mount`;
+const config = { kubeletRoot: ROOT };
+
+/** What kubelet sends for an inline volume, decoded with the loader's options. */
+function kubeletRequest(): NodePublishVolumeRequest {
+  return {
+    volume_id: 'csi-0123abcd',
+    publish_context: {},
+    staging_target_path: '',
+    target_path: TARGET,
+    volume_capability: {
+      mount: { fs_type: '', mount_flags: [], volume_mount_group: '' },
+      block: null,
+      access_type: 'mount',
+      access_mode: { mode: 'SINGLE_NODE_WRITER' },
+    },
+    readonly: true,
+    secrets: {},
+    volume_context: {
+      'csi.storage.k8s.io/ephemeral': 'true',
+      'csi.storage.k8s.io/pod.name': 'web-0',
+      'csi.storage.k8s.io/pod.namespace': 'shop',
+      'csi.storage.k8s.io/pod.uid': UID,
+      'csi.storage.k8s.io/serviceAccount.name': 'web',
+    },
+  };
+}
+
+type Mutation = (req: NodePublishVolumeRequest) => void;
+
+function withAttributes(attributes: Record<string, string>): Mutation {
+  return (req) => Object.assign(req.volume_context!, attributes);
+}
+
+function withoutContextKey(key: string): Mutation {
+  return (req) => {
+    delete req.volume_context![key];
+  };
+}
+
+function mountOf(req: NodePublishVolumeRequest) {
+  return req.volume_capability!.mount!;
+}
+
+function publish(mutate: Mutation, kubeletRoot = ROOT): VolumeSpec {
+  const req = kubeletRequest();
+  mutate(req);
+  return validatePublishRequest(req, { kubeletRoot });
+}
+
+function rejection(fn: () => unknown): CsiError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(CsiError);
+    expect((err as CsiError).code).toBe(status.INVALID_ARGUMENT);
+    return err as CsiError;
+  }
+  throw new Error('expected an InvalidArgument rejection');
+}
+
+const DEFAULT_SPEC: VolumeSpec = {
+  volumeId: 'csi-0123abcd',
+  targetPath: TARGET,
+  pod: { name: 'web-0', namespace: 'shop', uid: UID, serviceAccount: 'web' },
+  files: { svid: 'svid.pem', key: 'svid_key.pem', bundle: 'bundle.pem' },
+  bundleIncludeFederated: false,
+  fsGroup: null,
+  spiffeId: null,
+  jwtAudiences: [],
+  jwtSvidFile: 'jwt-svid.token',
+};
+
+describe('validatePublishRequest accepts', () => {
+  it('exactly what kubelet sends for an inline volume, with defaults', () => {
+    expect(publish(() => {})).toEqual(DEFAULT_SPEC);
+  });
+
+  const accepted: [string, Mutation, Partial<VolumeSpec>][] = [
+    ...ACCEPTED_ACCESS_MODES.map((mode): [string, Mutation, Partial<VolumeSpec>] => [
+      `access mode ${mode}`,
+      (req) => {
+        req.volume_capability!.access_mode = { mode };
+      },
+      {},
+    ]),
+    ['an empty service account name (ServiceAccount admission off)', withAttributes({ 'csi.storage.k8s.io/serviceAccount.name': '' }), { pod: { ...DEFAULT_SPEC.pod, serviceAccount: '' } }],
+    [
+      'foreign keys and other csi.storage.k8s.io keys, which are ignored',
+      withAttributes({ foo: 'bar', 'example.com/x': 'y', 'csi.storage.k8s.io/serviceAccount.tokens': '{"a":{}}', 'CSI.SPIRE.IO/svid-file': 'ignored' }),
+      {},
+    ],
+    ['secrets and mount flags, which are ignored', (req) => { req.secrets = { token: 's3cret' }; mountOf(req).mount_flags = ['ro']; mountOf(req).fs_type = 'ext4'; }, {}],
+    [
+      'custom split-file names',
+      withAttributes({ 'csi.spire.io/svid-file': 'tls.crt', 'csi.spire.io/key-file': 'tls.key', 'csi.spire.io/bundle-file': 'ca.crt' }),
+      { files: { svid: 'tls.crt', key: 'tls.key', bundle: 'ca.crt' } },
+    ],
+    ['a file name of exactly 255 bytes', withAttributes({ 'csi.spire.io/svid-file': 'a'.repeat(255) }), { files: { ...DEFAULT_SPEC.files, svid: 'a'.repeat(255) } }],
+    ['a non-ASCII file name', withAttributes({ 'csi.spire.io/svid-file': 'zertifikät.pem' }), { files: { ...DEFAULT_SPEC.files, svid: 'zertifikät.pem' } }],
+    ['a name containing dots and spaces', withAttributes({ 'csi.spire.io/key-file': 'my key..pem' }), { files: { ...DEFAULT_SPEC.files, key: 'my key..pem' } }],
+    ['bundle-include-federated "true"', withAttributes({ 'csi.spire.io/bundle-include-federated': 'true' }), { bundleIncludeFederated: true }],
+    ['bundle-include-federated "false"', withAttributes({ 'csi.spire.io/bundle-include-federated': 'false' }), { bundleIncludeFederated: false }],
+    ['the pod fsGroup from volume_mount_group', (req) => { mountOf(req).volume_mount_group = '1000'; }, { fsGroup: 1000 }],
+    ['fs-group overriding volume_mount_group', (req) => { mountOf(req).volume_mount_group = '1000'; withAttributes({ 'csi.spire.io/fs-group': '2000' })(req); }, { fsGroup: 2000 }],
+    ['fs-group overriding a volume_mount_group it makes irrelevant', (req) => { mountOf(req).volume_mount_group = 'staff'; withAttributes({ 'csi.spire.io/fs-group': '5' })(req); }, { fsGroup: 5 }],
+    ['fs-group 0', withAttributes({ 'csi.spire.io/fs-group': '0' }), { fsGroup: 0 }],
+    ['fs-group 2147483647', withAttributes({ 'csi.spire.io/fs-group': '2147483647' }), { fsGroup: 2147483647 }],
+    ['a spiffe-id', withAttributes({ 'csi.spire.io/spiffe-id': 'spiffe://example.org/ns/shop/sa/web' }), { spiffeId: 'spiffe://example.org/ns/shop/sa/web' }],
+    ['jwt-audiences, trimmed and de-duplicated', withAttributes({ 'csi.spire.io/jwt-audiences': ' api , vault,api' }), { jwtAudiences: ['api', 'vault'] }],
+    [
+      'jwt-svid-file with audiences',
+      withAttributes({ 'csi.spire.io/jwt-audiences': 'api', 'csi.spire.io/jwt-svid-file': 'token' }),
+      { jwtAudiences: ['api'], jwtSvidFile: 'token' },
+    ],
+    [
+      'a jwt-svid-file equal to a split file name when no JWT is requested',
+      withAttributes({ 'csi.spire.io/svid-file': 'jwt-svid.token' }),
+      { files: { ...DEFAULT_SPEC.files, svid: 'jwt-svid.token' } },
+    ],
+    ['a target path with repeated and trailing slashes, normalized', (req) => { req.target_path = `${ROOT}//pods/${UID}/volumes/kubernetes.io~csi/spiffe/mount/`; }, { targetPath: TARGET }],
+  ];
+
+  it.each(accepted)('%s', (_name, mutate, expected) => {
+    expect(publish(mutate)).toEqual({ ...DEFAULT_SPEC, ...expected });
+  });
+
+  it('a kubelet root given with a trailing slash', () => {
+    expect(publish(() => {}, `${ROOT}/`).targetPath).toBe(TARGET);
+  });
+
+  it('a kubelet root of /', () => {
+    const target = `/pods/${UID}/volumes/kubernetes.io~csi/v/mount`;
+    expect(publish((req) => { req.target_path = target; }, '/').targetPath).toBe(target);
+  });
+});
+
+describe('validatePublishRequest rejects with InvalidArgument naming the field and the fix', () => {
+  const rejected: [string, Mutation, string[]][] = [
+    ['a missing volume_id', (req) => { req.volume_id = ''; }, ['volume_id is missing']],
+    ['an absent volume_id', (req) => { delete req.volume_id; }, ['volume_id is missing']],
+    ['a missing target_path', (req) => { req.target_path = ''; }, ['target_path is missing']],
+    ['a missing volume_capability', (req) => { req.volume_capability = null; }, ['volume_capability is missing']],
+    [
+      'a block capability',
+      (req) => { req.volume_capability = { block: {}, mount: null, access_type: 'block', access_mode: { mode: 'SINGLE_NODE_WRITER' } }; },
+      ['volume_capability.block is not supported', 'volume_capability.mount'],
+    ],
+    [
+      'a capability with neither mount nor block',
+      (req) => { req.volume_capability = { block: null, mount: null, access_mode: { mode: 'SINGLE_NODE_WRITER' } }; },
+      ['volume_capability.mount is missing'],
+    ],
+    ['a missing access mode', (req) => { req.volume_capability!.access_mode = null; }, ['volume_capability.access_mode is missing']],
+    ['access mode UNKNOWN', (req) => { req.volume_capability!.access_mode = { mode: 'UNKNOWN' }; }, ['volume_capability.access_mode.mode "UNKNOWN"', 'SINGLE_NODE_WRITER']],
+    ['access mode MULTI_NODE_MULTI_WRITER', (req) => { req.volume_capability!.access_mode = { mode: 'MULTI_NODE_MULTI_WRITER' }; }, ['"MULTI_NODE_MULTI_WRITER" is not supported']],
+    ['access mode MULTI_NODE_SINGLE_WRITER', (req) => { req.volume_capability!.access_mode = { mode: 'MULTI_NODE_SINGLE_WRITER' }; }, ['"MULTI_NODE_SINGLE_WRITER" is not supported']],
+    ['an access mode number this proto does not know', (req) => { req.volume_capability!.access_mode = { mode: 42 }; }, ['access_mode.mode "42"']],
+    ['a persistent volume (ephemeral "false")', withAttributes({ 'csi.storage.k8s.io/ephemeral': 'false' }), ['csi.storage.k8s.io/ephemeral is "false"', 'only supports ephemeral inline volumes']],
+    ['no ephemeral key', withoutContextKey('csi.storage.k8s.io/ephemeral'), ['csi.storage.k8s.io/ephemeral is missing', 'ephemeral inline volumes']],
+    ['readonly false', (req) => { req.readonly = false; }, ['readonly is false', 'set `readOnly: true` on the csi volume']],
+    ...(['pod.name', 'pod.namespace', 'pod.uid', 'serviceAccount.name'] as const).map((key): [string, Mutation, string[]] => [
+      `no csi.storage.k8s.io/${key}`,
+      withoutContextKey(`csi.storage.k8s.io/${key}`),
+      [`csi.storage.k8s.io/${key}`, 'set `podInfoOnMount: true`', 'CSIDriver'],
+    ]),
+    ['an empty pod.name', withAttributes({ 'csi.storage.k8s.io/pod.name': '' }), ['csi.storage.k8s.io/pod.name', 'podInfoOnMount']],
+    [
+      'no pod information at all (podInfoOnMount false)',
+      (req) => { req.volume_context = {}; },
+      ['csi.storage.k8s.io/pod.name, csi.storage.k8s.io/pod.namespace, csi.storage.k8s.io/pod.uid, csi.storage.k8s.io/serviceAccount.name', 'podInfoOnMount: true'],
+    ],
+    ['a relative target path', (req) => { req.target_path = 'pods/x/mount'; }, ['target_path "pods/x/mount" is not an absolute path']],
+    ['a target path outside the kubelet root', (req) => { req.target_path = `/tmp/pods/${UID}/volumes/kubernetes.io~csi/spiffe/mount`; }, ['is not under /var/lib/kubelet/pods', '--kubelet-root']],
+    ['a sibling of the kubelet root sharing its prefix', (req) => { req.target_path = `${ROOT}2/pods/${UID}/volumes/kubernetes.io~csi/spiffe/mount`; }, ['is not under /var/lib/kubelet/pods']],
+    ['a ".." segment', (req) => { req.target_path = `${ROOT}/pods/${UID}/volumes/kubernetes.io~csi/../../../../etc/mount`; }, ['contains a "." or ".." segment']],
+    ['a "." segment', (req) => { req.target_path = `${ROOT}/pods/${UID}/volumes/./kubernetes.io~csi/spiffe/mount`; }, ['contains a "." or ".." segment']],
+    ['a NUL byte in the target path', (req) => { req.target_path = `${TARGET}\0`; }, ['target_path', 'NUL']],
+    ['another plugin folder', (req) => { req.target_path = `${ROOT}/pods/${UID}/volumes/kubernetes.io~empty-dir/spiffe/mount`; }, ['is not a CSI volume path', 'kubernetes.io~csi/<volume name>/mount']],
+    ['a path not ending in /mount', (req) => { req.target_path = `${ROOT}/pods/${UID}/volumes/kubernetes.io~csi/spiffe`; }, ['is not a CSI volume path']],
+    ['a path below /mount', (req) => { req.target_path = `${TARGET}/deeper`; }, ['is not a CSI volume path']],
+    ['the pods folder itself', (req) => { req.target_path = `${ROOT}/pods`; }, ['is not under /var/lib/kubelet/pods']],
+    ['a pod UID in the path different from pod.uid', withAttributes({ 'csi.storage.k8s.io/pod.uid': 'other-uid' }), ['belongs to pod UID', '"other-uid"', 'csi.storage.k8s.io/pod.uid']],
+    [
+      'an unknown csi.spire.io attribute',
+      withAttributes({ 'csi.spire.io/svid-fil': 'x' }),
+      ['"csi.spire.io/svid-fil" is not known', 'svid-file, key-file, bundle-file, bundle-include-federated, fs-group, spiffe-id, jwt-audiences, jwt-svid-file'],
+    ],
+    ['two unknown attributes', withAttributes({ 'csi.spire.io/b': 'x', 'csi.spire.io/a': 'y' }), ['attributes "csi.spire.io/a", "csi.spire.io/b" are not known']],
+    ['the bare prefix as a key', withAttributes({ 'csi.spire.io/': 'x' }), ['"csi.spire.io/" is not known']],
+    ['bundle-include-federated "yes"', withAttributes({ 'csi.spire.io/bundle-include-federated': 'yes' }), ['csi.spire.io/bundle-include-federated is "yes"', 'use "true" or "false"']],
+    ['bundle-include-federated "TRUE"', withAttributes({ 'csi.spire.io/bundle-include-federated': 'TRUE' }), ['use "true" or "false"']],
+    ['bundle-include-federated ""', withAttributes({ 'csi.spire.io/bundle-include-federated': '' }), ['use "true" or "false"']],
+    ...['abc', '-1', '1.5', '007', '', ' 5', '2147483648', '99999999999', '1e3', '0x10'].map((value): [string, Mutation, string[]] => [
+      `fs-group ${JSON.stringify(value)}`,
+      withAttributes({ 'csi.spire.io/fs-group': value }),
+      [`csi.spire.io/fs-group ${JSON.stringify(value)} is not a group ID`, 'decimal integer from 0 to 2147483647'],
+    ]),
+    ['a volume_mount_group that is not a number', (req) => { mountOf(req).volume_mount_group = 'staff'; }, ['volume_capability.mount.volume_mount_group', '"staff"', 'set csi.spire.io/fs-group to override it']],
+    ['a volume_mount_group out of range', (req) => { mountOf(req).volume_mount_group = '4294967295'; }, ['volume_mount_group', '0 to 2147483647']],
+    ...['not-an-id', 'spiffe://', 'https://example.org/x', 'spiffe://example.org/', 'spiffe://Example.org/x', ''].map((value): [string, Mutation, string[]] => [
+      `spiffe-id ${JSON.stringify(value)}`,
+      withAttributes({ 'csi.spire.io/spiffe-id': value }),
+      [`csi.spire.io/spiffe-id ${JSON.stringify(value)} is not a valid SPIFFE ID`, 'spiffe://trust-domain/path'],
+    ]),
+    ...['', 'a,,b', ' , ', 'a,'].map((value): [string, Mutation, string[]] => [
+      `jwt-audiences ${JSON.stringify(value)}`,
+      withAttributes({ 'csi.spire.io/jwt-audiences': value }),
+      ['csi.spire.io/jwt-audiences', 'has an empty entry', 'separated by commas'],
+    ]),
+    ['jwt-svid-file without jwt-audiences', withAttributes({ 'csi.spire.io/jwt-svid-file': 'token' }), ['csi.spire.io/jwt-svid-file is set but csi.spire.io/jwt-audiences is not']],
+    [
+      'svid-file and key-file naming the same file',
+      withAttributes({ 'csi.spire.io/svid-file': 'tls.pem', 'csi.spire.io/key-file': 'tls.pem' }),
+      ['csi.spire.io/svid-file "tls.pem" and csi.spire.io/key-file "tls.pem" name the same file'],
+    ],
+    ['key-file naming the default svid file', withAttributes({ 'csi.spire.io/key-file': 'svid.pem' }), ['csi.spire.io/svid-file (default "svid.pem") and csi.spire.io/key-file "svid.pem"']],
+    ['bundle-file naming the key file', withAttributes({ 'csi.spire.io/bundle-file': 'svid_key.pem' }), ['csi.spire.io/key-file (default "svid_key.pem") and csi.spire.io/bundle-file "svid_key.pem"']],
+    [
+      'jwt-svid-file naming a split file',
+      withAttributes({ 'csi.spire.io/jwt-audiences': 'api', 'csi.spire.io/jwt-svid-file': 'bundle.pem' }),
+      ['csi.spire.io/bundle-file (default "bundle.pem") and csi.spire.io/jwt-svid-file "bundle.pem"'],
+    ],
+  ];
+
+  const badNames: [string, string][] = [
+    ['', 'is empty'],
+    ['a/b', 'contains "/"'],
+    ['/abs', 'contains "/"'],
+    ['.', 'is not a file name'],
+    ['..', 'is not a file name'],
+    ['.hidden', 'starts with "."'],
+    ['..data', 'starts with "."'],
+    ['a\0b', 'control character'],
+    ['a\nb', 'control character'],
+    ['x'.repeat(256), 'longer than 255 bytes'],
+    ['é'.repeat(128), 'longer than 255 bytes'],
+    ['credential-bundle.pem', 'is reserved'],
+    ['identity.json', 'is reserved'],
+    ['example.org.spiffe-trust-bundle.pem', 'is reserved'],
+    ['example.org.jwt-bundle.json', 'is reserved'],
+  ];
+  for (const attribute of ['svid-file', 'key-file', 'bundle-file', 'jwt-svid-file']) {
+    for (const [value, problem] of badNames) {
+      const extra: Record<string, string> = attribute === 'jwt-svid-file' ? { 'csi.spire.io/jwt-audiences': 'api' } : {};
+      rejected.push([
+        `${attribute} ${JSON.stringify(value).slice(0, 40)}`,
+        withAttributes({ ...extra, [`csi.spire.io/${attribute}`]: value }),
+        [`volume attribute csi.spire.io/${attribute}`, problem, problem === 'is reserved' ? 'choose another name' : 'plain file name'],
+      ]);
+    }
+  }
+
+  it.each(rejected)('%s', (_name, mutate, fragments) => {
+    const err = rejection(() => publish(mutate));
+    for (const fragment of fragments) expect(err.message).toContain(fragment);
+  });
+
+  it('never puts secrets into the message', () => {
+    const err = rejection(() =>
+      publish((req) => {
+        req.secrets = { token: 'TOP-SECRET' };
+        req.readonly = false;
+      }),
+    );
+    expect(err.message).not.toContain('TOP-SECRET');
+  });
+
+  it('quotes control characters instead of printing them', () => {
+    const err = rejection(() => publish(withAttributes({ 'csi.spire.io/svid-file': 'a\nb' })));
+    expect(err.message).toContain('"a\\nb"');
+    expect(err.message).not.toContain('\n');
+  });
+});
+
+describe('validateUnpublishRequest', () => {
+  it('returns the volume and the normalized target path', () => {
+    expect(validateUnpublishRequest({ volume_id: 'v', target_path: `${TARGET}/` }, config)).toEqual({
+      volumeId: 'v',
+      targetPath: TARGET,
+    });
+  });
+
+  it.each([
+    ['a missing volume_id', { volume_id: '', target_path: TARGET }, 'volume_id is missing'],
+    ['a missing target_path', { volume_id: 'v', target_path: '' }, 'target_path is missing'],
+    ['a relative target path', { volume_id: 'v', target_path: 'x/mount' }, 'not an absolute path'],
+    ['a path outside the kubelet root', { volume_id: 'v', target_path: '/etc/mount' }, 'is not under /var/lib/kubelet/pods'],
+    ['a ".." segment', { volume_id: 'v', target_path: `${ROOT}/pods/${UID}/../../../etc/x/y/mount` }, '".."'],
+  ])('rejects %s', (_name, req, fragment) => {
+    expect(rejection(() => validateUnpublishRequest(req, config)).message).toContain(fragment);
+  });
+});
+
+describe('parseTargetPath', () => {
+  it('splits out the pod UID and volume name', () => {
+    expect(parseTargetPath(TARGET, ROOT)).toEqual({ path: TARGET, podUid: UID, volumeName: 'spiffe' });
+  });
+});

@@ -1,0 +1,93 @@
+import type { ServerWritableStream, status } from '@grpc/grpc-js';
+import type { Selector } from '../spire/identity-provider.js';
+import type { WireSubscribeToX509BundlesResponse, WireSubscribeToX509SvidsRequest } from '../spire/wire.js';
+import { endWithStatus, writeMessage } from './grpc-endpoint.js';
+import { entryKey, matchEntries } from './matcher.js';
+import type { RegistrationEntry, Registrations } from './registrations.js';
+import { buildSvidResponse } from './responses.js';
+import type { SvidCache } from './svid-cache.js';
+import type { TrustStore } from './trust-store.js';
+
+export type SvidCall = ServerWritableStream<WireSubscribeToX509SvidsRequest, unknown>;
+export type BundleCall = ServerWritableStream<unknown, WireSubscribeToX509BundlesResponse>;
+
+interface SvidStream {
+  readonly call: SvidCall;
+  readonly selectors: Selector[];
+  /** What the stream last received; a push sends only when this would change. */
+  fingerprint: string | null;
+  /** Matching entries, valid while `matchedFor` is the current registrations object. */
+  matched: RegistrationEntry[];
+  matchedFor: Registrations | null;
+}
+
+interface BundleStream {
+  readonly call: BundleCall;
+  version: number;
+}
+
+export interface AgentState {
+  readonly trust: TrustStore;
+  readonly registrations: Registrations;
+  readonly svids: SvidCache;
+}
+
+/**
+ * The open subscriptions and how each is brought up to date: bundle streams get the bundle set
+ * when its version moves; SVID streams get their full set when any part of it changes. SVIDs are
+ * issued once per matched entry for all streams together.
+ */
+export class StreamHub {
+  private readonly svidStreams = new Set<SvidStream>();
+  private readonly bundleStreams = new Set<BundleStream>();
+
+  get counts(): { svid: number; bundle: number } {
+    return { svid: this.svidStreams.size, bundle: this.bundleStreams.size };
+  }
+
+  addSvidStream(call: SvidCall, selectors: Selector[]): void {
+    const stream: SvidStream = { call, selectors, fingerprint: null, matched: [], matchedFor: null };
+    this.svidStreams.add(stream);
+    call.on('cancelled', () => this.svidStreams.delete(stream));
+  }
+
+  addBundleStream(call: BundleCall): void {
+    const stream: BundleStream = { call, version: -1 };
+    this.bundleStreams.add(stream);
+    call.on('cancelled', () => this.bundleStreams.delete(stream));
+  }
+
+  endAll(code: status, details: string): void {
+    for (const stream of [...this.svidStreams, ...this.bundleStreams]) endWithStatus(stream.call, code, details);
+    this.svidStreams.clear();
+    this.bundleStreams.clear();
+  }
+
+  async push({ trust, registrations, svids }: AgentState): Promise<void> {
+    const version = trust.version;
+    for (const stream of this.bundleStreams) {
+      if (stream.version === version) continue;
+      stream.version = version;
+      writeMessage(stream.call, { ca_certificates: trust.caCertificates() });
+    }
+
+    const used = new Map<string, RegistrationEntry>();
+    for (const stream of this.svidStreams) {
+      if (stream.matchedFor !== registrations) {
+        stream.matched = matchEntries(registrations.entries, stream.selectors);
+        stream.matchedFor = registrations;
+      }
+      for (const entry of stream.matched) used.set(entryKey(entry), entry);
+    }
+    svids.retainOnly(new Set(used.keys()));
+    const issued = await svids.ensure([...used.values()]);
+    for (const stream of this.svidStreams) {
+      // A stream that arrived during issuance may match entries not issued yet; the next push covers it.
+      if (stream.matchedFor !== registrations || stream.matched.some((e) => !issued.has(entryKey(e)))) continue;
+      const response = buildSvidResponse(stream.matched, issued, (td) => trust.hasFederated(td));
+      if (response.fingerprint === stream.fingerprint) continue;
+      stream.fingerprint = response.fingerprint;
+      writeMessage(stream.call, response.message);
+    }
+  }
+}

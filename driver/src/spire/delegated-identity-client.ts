@@ -1,0 +1,211 @@
+import { EventEmitter } from 'node:events';
+import { isAbsolute } from 'node:path';
+import { credentials, status, type ChannelOptions, type Client, type ClientReadableStream } from '@grpc/grpc-js';
+import { silentLogger, type Logger } from '@spire-csi/sdk';
+import { loadProtos } from '../proto/load.js';
+import { Backoff, type BackoffOptions } from './backoff.js';
+import {
+  AgentError,
+  type BundleUpdate,
+  type IdentityProvider,
+  type Selector,
+  type Subscription,
+  type X509SvidHandlers,
+  type X509SvidUpdate,
+} from './identity-provider.js';
+import { ReconnectingStream } from './reconnecting-stream.js';
+import { formatSelectors } from './selectors.js';
+import { systemTimers, type Timers } from './timers.js';
+import {
+  bundleUpdateFromWire,
+  selectorsToWire,
+  svidUpdateFromWire,
+  type WireSubscribeToX509BundlesResponse,
+  type WireSubscribeToX509SvidsResponse,
+} from './wire.js';
+
+export interface DelegatedIdentityClientOptions {
+  /** Absolute path of the agent's admin socket. */
+  readonly socketPath: string;
+  readonly logger?: Logger;
+  /** Folder holding the .proto files; found next to the module by default. */
+  readonly protoDir?: string;
+  /** Reconnect schedule for every stream (each stream keeps its own state). */
+  readonly backoff?: BackoffOptions;
+  readonly timers?: Timers;
+}
+
+const BUNDLES_RPC = 'SubscribeToX509Bundles';
+const SVIDS_RPC = 'SubscribeToX509SVIDs';
+
+interface DelegatedIdentityStub extends Client {
+  SubscribeToX509Bundles(request: object): ClientReadableStream<WireSubscribeToX509BundlesResponse>;
+  SubscribeToX509SVIDs(request: object): ClientReadableStream<WireSubscribeToX509SvidsResponse>;
+}
+
+/**
+ * The driver's view of a SPIRE agent through the Delegated Identity API: one shared bundle stream
+ * fanned out to every listener, and one X509-SVID stream per watch (per volume), each reconnecting
+ * with capped, jittered backoff until closed. Events: `state` (connected: boolean).
+ */
+export class DelegatedIdentityClient extends EventEmitter implements IdentityProvider {
+  private readonly socketPath: string;
+  private readonly logger: Logger;
+  private readonly backoffOptions: BackoffOptions;
+  private readonly timers: Timers;
+  private readonly stub: DelegatedIdentityStub;
+  private readonly bundleStream: ReconnectingStream<WireSubscribeToX509BundlesResponse>;
+  private readonly bundleListeners = new Set<(bundles: BundleUpdate) => void>();
+  private readonly svidStreams = new Set<ReconnectingStream<WireSubscribeToX509SvidsResponse>>();
+  private bundles: BundleUpdate | null = null;
+  private isConnected = false;
+  private closed = false;
+
+  constructor(options: DelegatedIdentityClientOptions) {
+    super();
+    if (!isAbsolute(options.socketPath)) {
+      throw new TypeError(`spire: admin socket path must be absolute, got "${options.socketPath}"`);
+    }
+    this.socketPath = options.socketPath;
+    this.logger = options.logger ?? silentLogger;
+    this.backoffOptions = options.backoff ?? {};
+    this.timers = options.timers ?? systemTimers;
+    const { DelegatedIdentity } = loadProtos(options.protoDir).delegatedIdentity;
+    const channelOptions: ChannelOptions = {
+      // Keep the channel's own reconnect backoff in step with ours; grpc's default grows to two
+      // minutes, which would delay recovery long after the agent is back.
+      'grpc.initial_reconnect_backoff_ms': Math.max(1, this.backoffOptions.initialMs ?? 500),
+      'grpc.max_reconnect_backoff_ms': Math.max(1, this.backoffOptions.maxMs ?? 30_000),
+    };
+    this.stub = new DelegatedIdentity(`unix:${this.socketPath}`, credentials.createInsecure(), channelOptions) as unknown as DelegatedIdentityStub;
+    this.bundleStream = new ReconnectingStream({
+      rpc: BUNDLES_RPC,
+      socketPath: this.socketPath,
+      open: () => this.stub.SubscribeToX509Bundles({}),
+      onMessage: (message) => this.onBundles(message),
+      onFailure: (error, retryInMs) => {
+        this.setConnected(false);
+        this.logger.warn({ rpc: BUNDLES_RPC, code: error.code, kind: error.kind, retryInMs }, error.message);
+      },
+      backoff: new Backoff(this.backoffOptions),
+      timers: this.timers,
+    });
+  }
+
+  /** True once the bundle stream has delivered, until it fails. */
+  get connected(): boolean {
+    return this.isConnected;
+  }
+
+  /** The last bundles received, if any. */
+  get latestBundles(): BundleUpdate | null {
+    return this.bundles;
+  }
+
+  /** Opens the shared bundle stream now (it also opens on the first watchBundles), so readiness reflects the agent. */
+  start(): void {
+    if (this.closed) throw new Error('spire: the Delegated Identity client is closed');
+    this.bundleStream.start();
+  }
+
+  watchBundles(listener: (bundles: BundleUpdate) => void): () => void {
+    this.start();
+    this.bundleListeners.add(listener);
+    if (this.bundles !== null) listener(this.bundles);
+    return () => {
+      this.bundleListeners.delete(listener);
+    };
+  }
+
+  watchX509Svids(selectors: readonly Selector[], handlers: X509SvidHandlers): Subscription {
+    if (this.closed) throw new Error('spire: the Delegated Identity client is closed');
+    const request = { selectors: selectorsToWire(selectors), pid: 0 };
+    const described = formatSelectors(selectors);
+    let active = true;
+    const stream: ReconnectingStream<WireSubscribeToX509SvidsResponse> = new ReconnectingStream({
+      rpc: SVIDS_RPC,
+      socketPath: this.socketPath,
+      open: () => this.stub.SubscribeToX509SVIDs(request),
+      onMessage: (message) => {
+        if (!active) return;
+        let update: X509SvidUpdate;
+        try {
+          update = svidUpdateFromWire(message);
+        } catch (error) {
+          const detail = `spire: ${SVIDS_RPC} for [${described}]: ${(error as Error).message}`;
+          this.reportSvidError(handlers, new AgentError(status.INTERNAL, 'other', detail, { cause: error }), described);
+          return;
+        }
+        try {
+          handlers.onUpdate(update);
+        } catch (error) {
+          this.logger.error({ rpc: SVIDS_RPC, selectors: described, err: error }, 'X509-SVID update handler threw');
+        }
+      },
+      onFailure: (error, retryInMs) => {
+        this.logger.debug({ rpc: SVIDS_RPC, selectors: described, code: error.code, retryInMs }, error.message);
+        if (active) this.reportSvidError(handlers, error, described);
+      },
+      backoff: new Backoff(this.backoffOptions),
+      timers: this.timers,
+    });
+    this.svidStreams.add(stream);
+    stream.start();
+    return {
+      close: () => {
+        active = false;
+        stream.close();
+        this.svidStreams.delete(stream);
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.bundleStream.close();
+    for (const stream of this.svidStreams) stream.close();
+    this.svidStreams.clear();
+    this.bundleListeners.clear();
+    this.setConnected(false);
+    this.stub.close();
+  }
+
+  private onBundles(message: WireSubscribeToX509BundlesResponse): void {
+    let bundles: BundleUpdate;
+    try {
+      bundles = bundleUpdateFromWire(message);
+    } catch (error) {
+      this.logger.error({ rpc: BUNDLES_RPC }, (error as Error).message);
+      return;
+    }
+    this.bundles = bundles;
+    this.setConnected(true);
+    this.logger.debug({ rpc: BUNDLES_RPC, trustDomains: [...bundles.keys()] }, 'bundles updated');
+    for (const listener of [...this.bundleListeners]) {
+      try {
+        listener(bundles);
+      } catch (error) {
+        this.logger.error({ rpc: BUNDLES_RPC, err: error }, 'bundle listener threw');
+      }
+    }
+  }
+
+  private reportSvidError(handlers: X509SvidHandlers, error: AgentError, selectors: string): void {
+    if (handlers.onError === undefined) {
+      this.logger.warn({ rpc: SVIDS_RPC, selectors, code: error.code, kind: error.kind }, error.message);
+      return;
+    }
+    try {
+      handlers.onError(error);
+    } catch (thrown) {
+      this.logger.error({ rpc: SVIDS_RPC, selectors, err: thrown }, 'X509-SVID error handler threw');
+    }
+  }
+
+  private setConnected(connected: boolean): void {
+    if (this.isConnected === connected) return;
+    this.isConnected = connected;
+    this.emit('state', connected);
+  }
+}

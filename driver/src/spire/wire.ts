@@ -1,0 +1,106 @@
+import { splitDer } from '@spire-csi/sdk';
+import type { AgentX509Svid, BundleUpdate, Selector, X509SvidUpdate } from './identity-provider.js';
+
+/**
+ * Delegated Identity API messages as @grpc/proto-loader hands them over with the shared options
+ * (keepCase, int64 as strings, bytes as Buffer, defaults filled in). Shared by the client and the
+ * dev agent so both sides agree on one shape.
+ */
+export interface WireSelector {
+  type: string;
+  value: string;
+}
+
+export interface WireSpiffeId {
+  trust_domain: string;
+  path: string;
+}
+
+export interface WireX509Svid {
+  cert_chain: Buffer[];
+  id: WireSpiffeId | null;
+  expires_at: string;
+  hint: string;
+}
+
+export interface WireX509SvidWithKey {
+  x509_svid: WireX509Svid | null;
+  x509_svid_key: Buffer;
+}
+
+export interface WireSubscribeToX509SvidsRequest {
+  selectors: WireSelector[];
+  pid: number;
+}
+
+export interface WireSubscribeToX509SvidsResponse {
+  x509_svids: WireX509SvidWithKey[];
+  federates_with: string[];
+}
+
+export interface WireSubscribeToX509BundlesResponse {
+  ca_certificates: Record<string, Buffer>;
+}
+
+export class WireError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(`delegated identity: ${message}`, options);
+    this.name = 'WireError';
+  }
+}
+
+const SCHEME = 'spiffe://';
+
+/** SPIRE keys bundles by `spiffe://<td>` although the proto says "trust domain name"; accept both. */
+export function trustDomainName(key: string): string {
+  return key.startsWith(SCHEME) ? key.slice(SCHEME.length) : key;
+}
+
+export function bundleUpdateFromWire(message: WireSubscribeToX509BundlesResponse): BundleUpdate {
+  const out = new Map<string, Buffer>();
+  for (const [key, der] of Object.entries(message.ca_certificates ?? {})) {
+    const name = trustDomainName(key);
+    if (name === '' || name.includes('/')) throw new WireError(`bundle key "${key}" is not a trust domain`);
+    out.set(name, Buffer.from(der));
+  }
+  return out;
+}
+
+/** Throws WireError (without key material in the message) when a message is structurally unusable. */
+export function svidUpdateFromWire(message: WireSubscribeToX509SvidsResponse): X509SvidUpdate {
+  const svids = (message.x509_svids ?? []).map((item, index) => svidFromWire(item, index));
+  return { svids, federatesWith: [...(message.federates_with ?? [])] };
+}
+
+function svidFromWire(item: WireX509SvidWithKey, index: number): AgentX509Svid {
+  const svid = item.x509_svid;
+  if (svid === null || svid === undefined) throw new WireError(`x509_svids[${index}] has no x509_svid`);
+  if (svid.id === null || svid.id === undefined || svid.id.trust_domain === '') {
+    throw new WireError(`x509_svids[${index}] has no SPIFFE ID`);
+  }
+  const chainDer: Buffer[] = [];
+  try {
+    // Each element is normally one certificate; splitting also copes with an agent that
+    // concatenates the chain into one element.
+    for (const element of svid.cert_chain ?? []) {
+      for (const cert of splitDer(element)) chainDer.push(Buffer.from(cert));
+    }
+  } catch (error) {
+    throw new WireError(`x509_svids[${index}].cert_chain is not DER: ${(error as Error).message}`, { cause: error });
+  }
+  if (chainDer.length === 0) throw new WireError(`x509_svids[${index}] has an empty cert_chain`);
+  if (!item.x509_svid_key || item.x509_svid_key.length === 0) {
+    throw new WireError(`x509_svids[${index}] has no private key`);
+  }
+  return {
+    spiffeId: `${SCHEME}${svid.id.trust_domain}${svid.id.path}`,
+    chainDer,
+    keyDer: Buffer.from(item.x509_svid_key),
+    expiresAt: String(svid.expires_at ?? '0'),
+    hint: svid.hint ?? '',
+  };
+}
+
+export function selectorsToWire(selectors: readonly Selector[]): WireSelector[] {
+  return selectors.map((s) => ({ type: s.type, value: s.value }));
+}

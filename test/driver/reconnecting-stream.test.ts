@@ -1,0 +1,109 @@
+import { EventEmitter } from 'node:events';
+import { status, type ClientReadableStream } from '@grpc/grpc-js';
+import { describe, expect, it } from 'vitest';
+import { Backoff } from '../../driver/src/spire/backoff.js';
+import type { AgentError } from '../../driver/src/spire/identity-provider.js';
+import { ReconnectingStream } from '../../driver/src/spire/reconnecting-stream.js';
+import type { Timers } from '../../driver/src/spire/timers.js';
+
+class FakeCall extends EventEmitter {
+  cancelled = false;
+  cancel() {
+    this.cancelled = true;
+  }
+  end(code: status, details = '') {
+    this.emit('status', { code, details, metadata: null });
+  }
+}
+
+function harness(openError?: Error) {
+  const calls: FakeCall[] = [];
+  const messages: string[] = [];
+  const failures: { error: AgentError; retryInMs: number }[] = [];
+  const timers = new Map<number, () => void>();
+  let id = 0;
+  const fakeTimers: Timers = {
+    setTimeout: (fn) => (timers.set(++id, fn), id),
+    clearTimeout: (handle) => void timers.delete(handle as number),
+  };
+  const stream = new ReconnectingStream<string>({
+    rpc: 'Sub',
+    socketPath: '/s.sock',
+    open: () => {
+      if (openError) throw openError;
+      const call = new FakeCall();
+      calls.push(call);
+      return call as unknown as ClientReadableStream<string>;
+    },
+    onMessage: (m) => messages.push(m),
+    onFailure: (error, retryInMs) => failures.push({ error, retryInMs }),
+    backoff: new Backoff({ initialMs: 10, maxMs: 80, jitter: 'none' }),
+    timers: fakeTimers,
+  });
+  const fire = () => {
+    const [[key, fn]] = [...timers] as [[number, () => void]];
+    timers.delete(key);
+    fn();
+  };
+  return { stream, calls, messages, failures, timers, fire };
+}
+
+describe('ReconnectingStream', () => {
+  it('reconnects with growing delays and resets after a message', () => {
+    const h = harness();
+    h.stream.start();
+    h.calls[0]!.end(status.UNAVAILABLE, 'down');
+    h.fire();
+    h.calls[1]!.end(status.UNAVAILABLE, 'down');
+    expect(h.failures.map((f) => f.retryInMs)).toEqual([10, 20]);
+    h.fire();
+    h.calls[2]!.emit('data', 'hello');
+    h.calls[2]!.end(status.UNAVAILABLE);
+    expect(h.messages).toEqual(['hello']);
+    expect(h.failures.map((f) => f.retryInMs)).toEqual([10, 20, 10]);
+  });
+
+  it('treats the server ending the stream as the agent going away', () => {
+    const h = harness();
+    h.stream.start();
+    h.calls[0]!.end(status.OK);
+    expect(h.failures[0]!.error.kind).toBe('unavailable');
+    expect(h.failures[0]!.error.message).toMatch(/ended the stream/);
+    expect(h.timers.size).toBe(1);
+  });
+
+  it('stops for good on close: cancels the call, clears the timer, ignores late events', () => {
+    const h = harness();
+    h.stream.start();
+    h.calls[0]!.end(status.UNAVAILABLE);
+    h.fire();
+    h.stream.close();
+    expect(h.calls[1]!.cancelled).toBe(true);
+    h.calls[1]!.emit('data', 'late');
+    h.calls[1]!.end(status.CANCELLED);
+    expect(h.messages).toEqual([]);
+    expect(h.failures).toHaveLength(1);
+    expect(h.timers.size).toBe(0);
+    h.stream.start();
+    expect(h.calls).toHaveLength(2);
+  });
+
+  it('closing from inside onFailure leaves nothing scheduled', () => {
+    const h = harness();
+    const stream = h.stream;
+    h.stream.start();
+    h.failures.push = function (this: unknown[], ...items) {
+      stream.close();
+      return Array.prototype.push.apply(this, items);
+    };
+    h.calls[0]!.end(status.UNAVAILABLE);
+    expect(h.timers.size).toBe(0);
+  });
+
+  it('reports a failure to open as an error and retries', () => {
+    const h = harness(new Error('boom'));
+    h.stream.start();
+    expect(h.failures[0]!.error.kind).toBe('other');
+    expect(h.timers.size).toBe(1);
+  });
+});

@@ -1,0 +1,85 @@
+import { loadProtos } from './proto/load.js';
+import { startCsiServer, type CsiServer } from './csi/server.js';
+import { IdentityService } from './csi/identity-service.js';
+import { NodeService } from './csi/node-service.js';
+import type { DriverConfig } from './config/driver-config.js';
+import type { DriverLogger } from './logging.js';
+import { DelegatedIdentityClient } from './spire/delegated-identity-client.js';
+import type { IdentityProvider } from './spire/identity-provider.js';
+import { LinuxMounter, type Mounter } from './volume/mounter.js';
+import { VolumeManager } from './volume/volume-manager.js';
+import { VolumeStore } from './volume/volume-store.js';
+
+export interface DriverDependencies {
+  readonly logger: DriverLogger;
+  /** Defaults to the real `mount`/`umount`; injected where a test needs another. */
+  readonly mounter?: Mounter;
+  /** Defaults to the Delegated Identity client on the configured admin socket. */
+  readonly identity?: IdentityProvider;
+}
+
+export interface RunningDriver {
+  readonly manager: VolumeManager;
+  readonly identity: IdentityProvider;
+  readonly server: CsiServer;
+  /** SIGTERM semantics: stop serving, close agent streams, leave mounts and files for running pods. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Wires the components in the order a restart needs: recorded volumes are resumed (remounted and
+ * resubscribed) before kubelet can reach the CSI socket, so a re-sent publish finds its volume.
+ */
+export async function startDriver(config: DriverConfig, deps: DriverDependencies): Promise<RunningDriver> {
+  const { logger } = deps;
+  const protos = loadProtos();
+  const identity =
+    deps.identity ??
+    new DelegatedIdentityClient({ socketPath: config.adminSocketPath, logger: logger.child({ component: 'agent' }) });
+  const store = new VolumeStore(config.stateDir);
+  // Creates the state folder and drops temp files a crash may have left mid-write.
+  await store.init();
+  const manager = new VolumeManager({
+    store,
+    mounter: deps.mounter ?? new LinuxMounter(),
+    identity,
+    nodeName: config.nodeId,
+    logger,
+    publishTimeoutMs: config.publishTimeoutMs,
+    agentSocket: config.adminSocketPath,
+  });
+
+  // Open the shared bundle stream now: Probe reports agent connectivity even before any volume exists.
+  if (identity instanceof DelegatedIdentityClient) identity.start();
+
+  const summary = await manager.resumeAll();
+  logger.info({ ...summary }, 'recorded volumes resumed');
+
+  const server = await startCsiServer({
+    endpoint: `unix://${config.csiSocketPath}`,
+    protos,
+    logger: logger.child({ component: 'csi' }),
+    identity: new IdentityService({ name: config.pluginName, isReady: () => identity.connected }),
+    node: new NodeService({ nodeId: config.nodeId, kubeletRoot: config.kubeletRoot, publisher: manager }),
+  });
+  logger.info(
+    { csiSocket: server.socketPath, nodeId: config.nodeId, pluginName: config.pluginName, adminSocket: config.adminSocketPath },
+    'spire-csi driver serving',
+  );
+
+  let stopping: Promise<void> | undefined;
+  return {
+    manager,
+    identity,
+    server,
+    stop() {
+      stopping ??= (async () => {
+        await server.stop();
+        await manager.shutdown();
+        await identity.close();
+        logger.info({}, 'driver stopped; mounts and files left in place for running pods');
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,92 @@
+import { SpiffeId, TrustDomain, X509Bundle, X509Svid } from '@spire-csi/sdk';
+import type { AgentX509Svid, BundleUpdate, X509SvidUpdate } from '../spire/identity-provider.js';
+
+/**
+ * `invalid`: the agent sent data that must not reach the pod (bad DER, key mismatch, ...).
+ * `waiting`: the data is fine but something it needs (its trust bundle) has not arrived yet.
+ */
+export type AgentSvidProblem = 'invalid' | 'waiting';
+
+export class AgentSvidError extends Error {
+  readonly problem: AgentSvidProblem;
+
+  constructor(problem: AgentSvidProblem, message: string, options?: { cause?: unknown }) {
+    super(`agent-svid: ${message}`, options);
+    this.name = 'AgentSvidError';
+    this.problem = problem;
+  }
+}
+
+/** The SVID a volume publishes: the one with the requested SPIFFE ID, else the first. */
+export function chooseSvid(update: X509SvidUpdate, spiffeId: string | null): AgentX509Svid | undefined {
+  if (spiffeId === null) return update.svids[0];
+  return update.svids.find((svid) => svid.spiffeId === spiffeId);
+}
+
+/** Federated trust domain names; entries that are not trust domain IDs are reported, not fatal. */
+export function normalizeFederatesWith(list: readonly string[]): { domains: string[]; invalid: string[] } {
+  const domains = new Set<string>();
+  const invalid: string[] = [];
+  for (const entry of list) {
+    try {
+      domains.add(TrustDomain.parse(entry).name);
+    } catch {
+      invalid.push(entry);
+    }
+  }
+  return { domains: [...domains].sort(), invalid };
+}
+
+export interface ValidateOptions {
+  readonly now: Date;
+  /** Normalized names whose bundles must parse too when present. */
+  readonly federatesWith?: readonly string[];
+}
+
+/**
+ * Parses the agent's SVID with every SPIFFE rule (through the SDK) and checks it can be published
+ * now: it matches the ID the agent claims, has not expired, and its own trust bundle is present
+ * and non-empty. Messages never include key bytes.
+ */
+export function validateAgentSvid(svid: AgentX509Svid, bundles: BundleUpdate, options: ValidateOptions): X509Svid {
+  let claimed: SpiffeId;
+  try {
+    claimed = SpiffeId.parse(svid.spiffeId);
+  } catch (err) {
+    throw new AgentSvidError('invalid', `agent sent a malformed SPIFFE ID ${JSON.stringify(svid.spiffeId)}: ${(err as Error).message}`);
+  }
+  let parsed: X509Svid;
+  try {
+    parsed = X509Svid.fromDer(svid.chainDer, svid.keyDer);
+  } catch (err) {
+    throw new AgentSvidError('invalid', `agent sent an unusable X.509-SVID for ${claimed}: ${(err as Error).message}`, { cause: err });
+  }
+  if (!parsed.id.equals(claimed)) {
+    throw new AgentSvidError('invalid', `agent labelled the SVID ${claimed} but its certificate is for ${parsed.id}`);
+  }
+  if (parsed.notAfter.getTime() <= options.now.getTime()) {
+    throw new AgentSvidError('invalid', `agent sent an SVID for ${claimed} that expired at ${parsed.notAfter.toISOString()}`);
+  }
+  const own = claimed.trustDomain;
+  const ownDer = bundles.get(own.name);
+  if (ownDer === undefined) throw new AgentSvidError('waiting', `no trust bundle for ${own.name} yet`);
+  if (parseBundle(own, ownDer).isEmpty()) {
+    throw new AgentSvidError('invalid', `the trust bundle for ${own.name} is empty`);
+  }
+  for (const name of options.federatesWith ?? []) {
+    const der = bundles.get(name);
+    if (der !== undefined && der.length > 0) parseBundle(TrustDomain.parse(name), der);
+  }
+  return parsed;
+}
+
+function parseBundle(td: TrustDomain, der: Buffer): X509Bundle {
+  if (der.length === 0) return new X509Bundle(td, []);
+  try {
+    return X509Bundle.fromDer(td, der);
+  } catch (err) {
+    throw new AgentSvidError('invalid', `the trust bundle for ${td.name} is not valid DER certificates: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+}

@@ -1,0 +1,27 @@
+import type { X509Svid } from '@spire-csi/sdk';
+import type { AgentX509Svid, BundleUpdate } from '../spire/identity-provider.js';
+import type { VolumeSpec } from './volume-spec.js';
+
+/**
+ * One consistent, validated view of a volume's identity. The manager hands each change to every
+ * sink; the file sink writes it to the tmpfs, a future sink can serve it on a per-pod Workload API
+ * socket without the manager changing.
+ */
+export interface VolumeState {
+  readonly spec: VolumeSpec;
+  /** As received from the agent (DER). */
+  readonly svid: AgentX509Svid;
+  /** The same SVID parsed and checked by the SDK. */
+  readonly parsed: X509Svid;
+  readonly bundles: BundleUpdate;
+  /** Normalized trust domain names (no scheme), sorted. */
+  readonly federatesWith: readonly string[];
+  readonly updatedAt: Date;
+}
+
+export interface VolumeSink {
+  /** Resolves true when what the sink serves changed. Throws when the state could not be delivered. */
+  update(state: VolumeState): Promise<boolean>;
+  /** Stops serving; the files of a file sink stay in place for the running pod. */
+  close(): Promise<void>;
+}

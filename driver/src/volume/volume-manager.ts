@@ -1,0 +1,288 @@
+import { dirname } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { status } from '@grpc/grpc-js';
+import { silentLogger, type Logger } from '@spire-csi/sdk';
+import { CsiError } from '../csi/errors.js';
+import type { VolumePublisher } from '../csi/volume-publisher.js';
+import type { IdentityProvider, Selector } from '../spire/identity-provider.js';
+import { buildSelectors } from '../spire/selectors.js';
+import { FileSink, defaultWriterFactory, type WriterFactory } from './file-sink.js';
+import { KeyedMutex, mapConcurrent } from './keyed-mutex.js';
+import { childLogger, type DriverLogger } from './logger.js';
+import { DEFAULT_TMPFS_SIZE_BYTES, type Mounter, type TmpfsOptions } from './mounter.js';
+import { notReadyError, toCsiError } from './publish-errors.js';
+import type { VolumeSink } from './sink.js';
+import { diffSpecs } from './spec-diff.js';
+import { exists, hasPayload, makeMountDir, podDirOf, removeMountDir } from './target-path.js';
+import { VolumeEvents } from './volume-events.js';
+import { VolumeSession } from './volume-session.js';
+import { sameSpec, type VolumeSpec } from './volume-spec.js';
+import { VolumeStoreError, type VolumeRecord, type VolumeStore } from './volume-store.js';
+
+export const DEFAULT_PUBLISH_TIMEOUT_MS = 30_000;
+export const DEFAULT_RESUME_CONCURRENCY = 64;
+
+export interface VolumeManagerOptions {
+  readonly store: VolumeStore;
+  readonly mounter: Mounter;
+  readonly identity: IdentityProvider;
+  readonly nodeName: string;
+  readonly logger?: DriverLogger;
+  readonly publishTimeoutMs?: number;
+  readonly tmpfsSizeBytes?: number;
+  readonly clock?: () => Date;
+  readonly writerFactory?: WriterFactory;
+  /** Where each volume's state goes; defaults to the file sink alone. */
+  readonly sinkFactory?: (spec: VolumeSpec) => VolumeSink[];
+  readonly resumeConcurrency?: number;
+  /** Named in errors when the agent cannot be reached. */
+  readonly agentSocket?: string;
+  readonly retryDelayMs?: number;
+}
+
+export interface ResumeSummary {
+  readonly resumed: number;
+  readonly removed: number;
+  readonly failed: number;
+  readonly corrupt: number;
+}
+
+/**
+ * Owns the lifecycle of every volume: record, mount, identity session, cleanup. Operations on one
+ * volume are serialized; different volumes proceed concurrently.
+ */
+export class VolumeManager implements VolumePublisher {
+  readonly events = new VolumeEvents();
+  private readonly opts: VolumeManagerOptions;
+  private readonly logger: DriverLogger;
+  private readonly mutex = new KeyedMutex();
+  private readonly sessions = new Map<string, VolumeSession>();
+  private stopped = false;
+
+  constructor(options: VolumeManagerOptions) {
+    this.opts = options;
+    this.logger = options.logger ?? silentLogger;
+  }
+
+  get volumeCount(): number {
+    return this.sessions.size;
+  }
+
+  get(volumeId: string): VolumeSpec | undefined {
+    return this.sessions.get(volumeId)?.spec;
+  }
+
+  /** The soonest not-after among the SVIDs currently served. */
+  earliestExpiry(): Date | undefined {
+    let earliest: Date | undefined;
+    for (const session of this.sessions.values()) {
+      const notAfter = session.notAfter;
+      if (notAfter !== undefined && (earliest === undefined || notAfter < earliest)) earliest = notAfter;
+    }
+    return earliest;
+  }
+
+  async publish(spec: VolumeSpec, signal?: AbortSignal): Promise<void> {
+    const started = performance.now();
+    await this.mutex.run(spec.volumeId, () => this.publishLocked(spec, signal)).catch((err: unknown) => {
+      throw toCsiError(err, `publishing volume ${spec.volumeId}`);
+    });
+    this.events.emit('published', { volumeId: spec.volumeId, durationMs: performance.now() - started });
+  }
+
+  private async publishLocked(spec: VolumeSpec, signal: AbortSignal | undefined): Promise<void> {
+    if (this.stopped) throw new CsiError(status.UNAVAILABLE, 'volume-manager: the driver is shutting down; retry');
+    const log = this.volumeLogger(spec);
+    const existing = await this.readRecord(spec.volumeId, log);
+    if (existing !== undefined && !sameSpec(existing.spec, spec)) {
+      throw new CsiError(
+        status.ALREADY_EXISTS,
+        `volume ${spec.volumeId} is already published with different parameters: ${diffSpecs(existing.spec, spec).join('; ')}`,
+      );
+    }
+    const mounted = await this.internal('checking the mount', () => this.opts.mounter.isMountPoint(spec.targetPath));
+    let session = this.sessions.get(spec.volumeId);
+    if (session !== undefined && !mounted) {
+      log.warn({}, 'the tmpfs disappeared; mounting it again');
+      await session.close();
+      this.sessions.delete(spec.volumeId);
+      session = undefined;
+    }
+    if (existing !== undefined && mounted && (await hasPayload(spec.targetPath))) {
+      if (session === undefined) this.startSession(spec, log);
+    } else if (session !== undefined) {
+      // A resumed volume still waiting for data: wait, but a timeout must not tear down a running pod's volume.
+      const outcome = await session.waitReady(this.timeoutMs, signal);
+      if (outcome !== 'ready') throw this.notReady(spec, session, outcome);
+    } else {
+      await this.freshPublish(spec, mounted, log, signal);
+    }
+  }
+
+  async unpublish(volumeId: string, targetPath: string): Promise<void> {
+    await this.mutex.run(volumeId, async () => {
+      const log = childLogger(this.logger, { volumeId });
+      const record = await this.readRecord(volumeId, log);
+      const targets = new Set([targetPath]);
+      if (record !== undefined && record.spec.targetPath !== targetPath) {
+        log.warn({ recorded: record.spec.targetPath, targetPath }, 'unpublish names another target path than the record; cleaning both');
+        targets.add(record.spec.targetPath);
+      }
+      try {
+        await this.teardown(volumeId, [...targets]);
+      } catch (err) {
+        this.events.emitError('unpublish-failed', volumeId);
+        throw err;
+      }
+      log.info({ targetPath }, 'volume unpublished');
+    });
+  }
+
+  /** Picks up every recorded volume after a restart; records of pods that are gone are dropped. */
+  async resumeAll(): Promise<ResumeSummary> {
+    const listing = await this.internal('listing volume records', () => this.opts.store.list());
+    for (const bad of listing.corrupt) {
+      this.logger.error({ file: bad.file, reason: bad.reason }, 'skipping an unreadable volume record');
+      this.events.emitError('corrupt-record');
+    }
+    const outcomes = await mapConcurrent(listing.records, this.opts.resumeConcurrency ?? DEFAULT_RESUME_CONCURRENCY, (record) =>
+      this.mutex.run(record.spec.volumeId, () => this.resumeOne(record)).catch((err: unknown) => {
+        this.events.emitError('resume-failed', record.spec.volumeId);
+        this.volumeLogger(record.spec).error({ reason: (err as Error).message }, 'resuming the volume failed');
+        return 'failed' as const;
+      }),
+    );
+    const count = (what: string): number => outcomes.filter((o) => o === what).length;
+    const summary = { resumed: count('resumed'), removed: count('removed'), failed: count('failed'), corrupt: listing.corrupt.length };
+    this.logger.info(summary, 'volumes resumed');
+    return summary;
+  }
+
+  /** Stops every stream; mounts, files and records stay for the running pods and the next start. */
+  async shutdown(): Promise<void> {
+    this.stopped = true;
+    const sessions = [...this.sessions.values()];
+    this.sessions.clear();
+    await Promise.all(sessions.map((session) => session.close()));
+  }
+
+  private async resumeOne(record: VolumeRecord): Promise<'resumed' | 'removed'> {
+    const spec = record.spec;
+    if (this.sessions.has(spec.volumeId)) return 'resumed';
+    const log = this.volumeLogger(spec);
+    const podDir = podDirOf(spec.targetPath) ?? dirname(spec.targetPath);
+    if (!(await exists(podDir))) {
+      log.info({ podDir }, 'pod is gone; dropping its volume');
+      await this.teardown(spec.volumeId, [spec.targetPath]);
+      return 'removed';
+    }
+    if (!(await this.opts.mounter.isMountPoint(spec.targetPath))) {
+      log.info({}, 'tmpfs missing after restart; mounting it again');
+      await makeMountDir(spec.targetPath);
+      await this.opts.mounter.mountTmpfs(spec.targetPath, this.tmpfsOptions(spec));
+    }
+    this.startSession(spec, log);
+    return 'resumed';
+  }
+
+  private async freshPublish(spec: VolumeSpec, mounted: boolean, log: Logger, signal?: AbortSignal): Promise<void> {
+    try {
+      await this.opts.store.put(spec, (this.opts.clock ?? (() => new Date()))());
+      await makeMountDir(spec.targetPath);
+      if (!mounted) await this.opts.mounter.mountTmpfs(spec.targetPath, this.tmpfsOptions(spec));
+      const session = this.startSession(spec, log);
+      const outcome = await session.waitReady(this.timeoutMs, signal);
+      if (outcome !== 'ready') throw this.notReady(spec, session, outcome);
+    } catch (err) {
+      this.events.emitError('publish-failed', spec.volumeId);
+      log.warn({ reason: (err as Error).message }, 'publish failed; removing everything it created');
+      await this.teardown(spec.volumeId, [spec.targetPath]).catch((cleanupErr: unknown) => {
+        log.error({ reason: (cleanupErr as Error).message }, 'cleanup after a failed publish failed');
+      });
+      if (this.stopped && !(err instanceof CsiError)) {
+        throw new CsiError(status.UNAVAILABLE, 'volume-manager: the driver is shutting down; retry', { cause: err });
+      }
+      throw toCsiError(err, `publishing volume ${spec.volumeId}`);
+    }
+  }
+
+  /** Stream first, then mount, then directory; the record goes last so a crash midway is retried. */
+  private async teardown(volumeId: string, targets: readonly string[]): Promise<void> {
+    const session = this.sessions.get(volumeId);
+    this.sessions.delete(volumeId);
+    await session?.close();
+    for (const target of targets) {
+      await this.internal(`unmounting ${target}`, () => this.opts.mounter.unmount(target));
+      await this.internal(`removing ${target}`, () => removeMountDir(target));
+    }
+    await this.internal('removing the volume record', () => this.opts.store.remove(volumeId));
+  }
+
+  private startSession(spec: VolumeSpec, log: Logger): VolumeSession {
+    const writerFactory = this.opts.writerFactory ?? defaultWriterFactory;
+    const sinks = this.opts.sinkFactory?.(spec) ?? [new FileSink(spec, writerFactory)];
+    const session = new VolumeSession(spec, {
+      identity: this.opts.identity,
+      selectors: this.selectorsFor(spec),
+      sinks,
+      logger: log,
+      clock: this.opts.clock ?? (() => new Date()),
+      events: this.events,
+      retryDelayMs: this.opts.retryDelayMs,
+    });
+    this.sessions.set(spec.volumeId, session);
+    session.start();
+    return session;
+  }
+
+  private notReady(spec: VolumeSpec, session: VolumeSession, outcome: 'timeout' | 'aborted'): CsiError {
+    return notReadyError({
+      spec,
+      selectors: this.selectorsFor(spec),
+      diagnosis: session.diagnosis(),
+      outcome,
+      timeoutMs: this.timeoutMs,
+      agentConnected: this.opts.identity.connected,
+      agentSocket: this.opts.agentSocket,
+    });
+  }
+
+  private selectorsFor(spec: VolumeSpec): Selector[] {
+    return buildSelectors(spec.pod, this.opts.nodeName);
+  }
+
+  private tmpfsOptions(spec: VolumeSpec): TmpfsOptions {
+    const sizeBytes = this.opts.tmpfsSizeBytes ?? DEFAULT_TMPFS_SIZE_BYTES;
+    // With an fsGroup only that group may enter; without one, the files' own modes decide.
+    return spec.fsGroup === null ? { sizeBytes, mode: 0o755 } : { sizeBytes, mode: 0o750, gid: spec.fsGroup };
+  }
+
+  private get timeoutMs(): number {
+    return this.opts.publishTimeoutMs ?? DEFAULT_PUBLISH_TIMEOUT_MS;
+  }
+
+  private volumeLogger(spec: VolumeSpec): Logger {
+    return childLogger(this.logger, { volumeId: spec.volumeId, pod: spec.pod.name, namespace: spec.pod.namespace });
+  }
+
+  /** A corrupt record is treated as absent (and overwritten by a publish); it holds no secrets. */
+  private async readRecord(volumeId: string, log: Logger): Promise<VolumeRecord | undefined> {
+    try {
+      return await this.opts.store.get(volumeId);
+    } catch (err) {
+      if (err instanceof VolumeStoreError && err.kind === 'corrupt') {
+        log.warn({ reason: err.message }, 'ignoring a corrupt volume record');
+        return undefined;
+      }
+      throw toCsiError(err, 'reading the volume record');
+    }
+  }
+
+  private async internal<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw toCsiError(err, what);
+    }
+  }
+}

@@ -1,0 +1,85 @@
+import { EventEmitter } from 'node:events';
+import type {
+  AgentError,
+  BundleUpdate,
+  IdentityProvider,
+  Selector,
+  Subscription,
+  X509SvidHandlers,
+  X509SvidUpdate,
+} from '../../driver/src/spire/identity-provider.js';
+
+export interface FakeStream {
+  readonly selectors: readonly Selector[];
+  readonly handlers: X509SvidHandlers;
+  closed: boolean;
+}
+
+/**
+ * A stand-in for the SPIRE agent side of the IdentityProvider seam: tests decide what each
+ * subscription receives. The end-to-end tests use the real dev agent instead.
+ */
+export class FakeIdentityProvider extends EventEmitter implements IdentityProvider {
+  connected = true;
+  private bundles: BundleUpdate | undefined;
+  private readonly bundleListeners = new Set<(bundles: BundleUpdate) => void>();
+  readonly streams: FakeStream[] = [];
+  /** Answers each new subscription (asynchronously, like a stream); undefined sends nothing. */
+  respond: ((selectors: readonly Selector[]) => X509SvidUpdate | undefined) | undefined;
+
+  watchBundles(listener: (bundles: BundleUpdate) => void): () => void {
+    this.bundleListeners.add(listener);
+    if (this.bundles !== undefined) listener(this.bundles);
+    return () => {
+      this.bundleListeners.delete(listener);
+    };
+  }
+
+  watchX509Svids(selectors: readonly Selector[], handlers: X509SvidHandlers): Subscription {
+    const stream: FakeStream = { selectors, handlers, closed: false };
+    this.streams.push(stream);
+    queueMicrotask(() => {
+      const update = this.respond?.(selectors);
+      if (update !== undefined && !stream.closed) handlers.onUpdate(update);
+    });
+    return {
+      close: () => {
+        stream.closed = true;
+      },
+    };
+  }
+
+  get openStreams(): FakeStream[] {
+    return this.streams.filter((s) => !s.closed);
+  }
+
+  setBundles(bundles: BundleUpdate): void {
+    this.bundles = bundles;
+    for (const listener of this.bundleListeners) listener(bundles);
+  }
+
+  get bundleListenerCount(): number {
+    return this.bundleListeners.size;
+  }
+
+  /** Sends to every open stream whose selectors include `k8s:pod-uid:<podUid>` (all when omitted). */
+  push(update: X509SvidUpdate, podUid?: string): void {
+    for (const stream of this.openStreams) {
+      if (podUid === undefined || stream.selectors.some((s) => s.value === `pod-uid:${podUid}`)) stream.handlers.onUpdate(update);
+    }
+  }
+
+  fail(error: AgentError): void {
+    for (const stream of this.openStreams) stream.handlers.onError?.(error);
+  }
+
+  setConnected(connected: boolean): void {
+    this.connected = connected;
+    this.emit('state', connected);
+  }
+
+  async close(): Promise<void> {
+    for (const stream of this.streams) stream.closed = true;
+    this.bundleListeners.clear();
+  }
+}

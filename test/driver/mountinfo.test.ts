@@ -1,0 +1,64 @@
+import { describe, expect, it } from 'vitest';
+import { MountInfoError, mountsAt, parseMountInfo, parseMountInfoLine, unescapeMountField } from '../../driver/src/volume/mountinfo.js';
+import { tmpfsMountOptions } from '../../driver/src/volume/mounter.js';
+
+const SAMPLE = [
+  '22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw',
+  '41 22 0:38 / /var/lib/kubelet/pods/abc/volumes/kubernetes.io~csi/spiffe/mount rw,nosuid,nodev,noexec,relatime - tmpfs tmpfs rw,size=1024k,mode=755',
+  '42 22 0:39 / /mnt/with\\040space\\011tab rw,relatime master:3 shared:4 - tmpfs my\\134src rw',
+  '',
+].join('\n');
+
+describe('mountinfo parser', () => {
+  it('parses the fields of each line', () => {
+    const entries = parseMountInfo(SAMPLE);
+    expect(entries).toHaveLength(3);
+    expect(entries[1]).toMatchObject({
+      mountId: 41,
+      parentId: 22,
+      majorMinor: '0:38',
+      root: '/',
+      mountPoint: '/var/lib/kubelet/pods/abc/volumes/kubernetes.io~csi/spiffe/mount',
+      fsType: 'tmpfs',
+      source: 'tmpfs',
+      superOptions: 'rw,size=1024k,mode=755',
+      optionalFields: [],
+    });
+  });
+
+  it('decodes octal escapes in paths and keeps optional fields', () => {
+    const entry = parseMountInfo(SAMPLE)[2];
+    expect(entry?.mountPoint).toBe('/mnt/with space\ttab');
+    expect(entry?.source).toBe('my\\src');
+    expect(entry?.optionalFields).toEqual(['master:3', 'shared:4']);
+  });
+
+  it('leaves non-escape backslashes alone', () => {
+    expect(unescapeMountField('a\\x\\012b')).toBe('a\\x\nb');
+  });
+
+  it('rejects malformed lines', () => {
+    expect(() => parseMountInfoLine('1 2 3')).toThrow(MountInfoError);
+    expect(() => parseMountInfoLine('x 1 0:1 / /a rw shared:1 - tmpfs tmpfs rw')).toThrow(/mountinfo: malformed mount ids/);
+    expect(() => parseMountInfoLine('1 2 0:1 / /a rw shared:1 x tmpfs tmpfs rw')).toThrow(/mountinfo: malformed line/);
+  });
+
+  it('finds every mount stacked at a path', () => {
+    const text = `${SAMPLE}43 41 0:40 / /var/lib/kubelet/pods/abc/volumes/kubernetes.io~csi/spiffe/mount rw - tmpfs tmpfs rw\n`;
+    expect(mountsAt(parseMountInfo(text), '/var/lib/kubelet/pods/abc/volumes/kubernetes.io~csi/spiffe/mount')).toHaveLength(2);
+    expect(mountsAt(parseMountInfo(text), '/var/lib/kubelet/pods/abc')).toHaveLength(0);
+  });
+});
+
+describe('tmpfs mount options', () => {
+  it('restricts size, mode and executable content', () => {
+    expect(tmpfsMountOptions({ sizeBytes: 1048576, mode: 0o755 })).toBe('size=1048576,mode=0755,nosuid,nodev,noexec');
+    expect(tmpfsMountOptions({ sizeBytes: 4096, mode: 0o750, gid: 2000 })).toBe('size=4096,mode=0750,gid=2000,nosuid,nodev,noexec');
+  });
+
+  it('rejects values that would change the option string', () => {
+    expect(() => tmpfsMountOptions({ sizeBytes: 0, mode: 0o755 })).toThrow(/mounter: tmpfs size/);
+    expect(() => tmpfsMountOptions({ sizeBytes: 1.5, mode: 0o755 })).toThrow(/mounter: tmpfs size/);
+    expect(() => tmpfsMountOptions({ sizeBytes: 10, mode: 0o755, gid: -1 })).toThrow(/mounter: invalid gid/);
+  });
+});

@@ -1,0 +1,190 @@
+import { X509Certificate } from 'node:crypto';
+import { decodePem, X509Svid } from '@spire-csi/sdk';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { AgentX509Svid, BundleUpdate } from '../../driver/src/spire/identity-provider.js';
+import { AgentSvidError, chooseSvid, normalizeFederatesWith, validateAgentSvid } from '../../driver/src/volume/agent-svid.js';
+import { buildPayload, PayloadError } from '../../driver/src/volume/payload.js';
+import { DEFAULT_FILES, type VolumeSpec } from '../../driver/src/volume/volume-spec.js';
+import { TestCa, type MintedSvid } from '../helpers/test-ca.js';
+
+const NOW = new Date('2030-01-01T00:00:00Z');
+const spec = (overrides: Partial<VolumeSpec> = {}): VolumeSpec => ({
+  volumeId: 'csi-1',
+  targetPath: '/var/lib/kubelet/pods/u/volumes/kubernetes.io~csi/spiffe/mount',
+  pod: { name: 'web', namespace: 'default', uid: 'u', serviceAccount: 'web' },
+  files: DEFAULT_FILES,
+  bundleIncludeFederated: false,
+  fsGroup: null,
+  spiffeId: null,
+  jwtAudiences: [],
+  jwtSvidFile: 'jwt-svid.token',
+  ...overrides,
+});
+
+function agentSvid(id: string, minted: MintedSvid): AgentX509Svid {
+  return { spiffeId: id, chainDer: minted.chainDer, keyDer: minted.keyDer, expiresAt: '0', hint: '' };
+}
+
+describe('payload', () => {
+  let ca: TestCa;
+  let fed: TestCa;
+  let other: TestCa;
+  let minted: MintedSvid;
+  let svid: AgentX509Svid;
+  let bundles: BundleUpdate;
+
+  beforeAll(async () => {
+    ca = await TestCa.create('example.org');
+    fed = await TestCa.create('partner.test');
+    other = await TestCa.create('unrelated.test');
+    const intermediate = await ca.intermediate();
+    minted = await intermediate.mint('spiffe://example.org/web', { notBefore: new Date('2029-12-31T00:00:00Z'), notAfter: new Date('2030-01-02T00:00:00Z') });
+    svid = agentSvid('spiffe://example.org/web', minted);
+    bundles = new Map([
+      ['example.org', ca.rootDer],
+      ['partner.test', fed.rootDer],
+      ['unrelated.test', other.rootDer],
+    ]);
+  });
+
+  const text = (files: Map<string, { data: Buffer | string }>, name: string): string => String(files.get(name)?.data);
+
+  it('writes the SPIFFE Filesystem Delivery files: credential bundle and one trust bundle per domain', () => {
+    const { files } = buildPayload({ spec: spec(), svid, bundles, federatesWith: ['spiffe://partner.test'], now: NOW });
+    const credential = decodePem(text(files, 'credential-bundle.pem'));
+    expect(credential.map((b) => b.label)).toEqual(['PRIVATE KEY', 'CERTIFICATE', 'CERTIFICATE']);
+    expect(credential[1]?.der.equals(minted.certDer)).toBe(true);
+    expect(credential.some((b) => b.der.equals(ca.rootDer))).toBe(false);
+    expect(X509Svid.parseCredentialBundle(text(files, 'credential-bundle.pem')).id.toString()).toBe('spiffe://example.org/web');
+    expect(decodePem(text(files, 'example.org.spiffe-trust-bundle.pem')).map((b) => b.der)).toEqual([ca.rootDer]);
+    expect(decodePem(text(files, 'partner.test.spiffe-trust-bundle.pem')).map((b) => b.der)).toEqual([fed.rootDer]);
+    expect(files.has('unrelated.test.spiffe-trust-bundle.pem')).toBe(false);
+    expect([...files.keys()].sort()).toEqual([
+      'bundle.pem',
+      'credential-bundle.pem',
+      'example.org.spiffe-trust-bundle.pem',
+      'identity.json',
+      'partner.test.spiffe-trust-bundle.pem',
+      'svid.pem',
+      'svid_key.pem',
+    ]);
+  });
+
+  it('writes split files under the chosen names; federated roots only on opt-in', () => {
+    const names = { svid: 'tls.crt', key: 'tls.key', bundle: 'ca.crt' };
+    const plain = buildPayload({ spec: spec({ files: names }), svid, bundles, federatesWith: ['partner.test'], now: NOW }).files;
+    expect(X509Svid.parse(text(plain, 'tls.crt'), text(plain, 'tls.key')).certificates).toHaveLength(2);
+    expect(decodePem(text(plain, 'tls.key'))[0]?.label).toBe('PRIVATE KEY');
+    expect(decodePem(text(plain, 'ca.crt')).map((b) => b.der)).toEqual([ca.rootDer]);
+    const merged = buildPayload({ spec: spec({ files: names, bundleIncludeFederated: true }), svid, bundles, federatesWith: ['partner.test'], now: NOW });
+    expect(decodePem(text(merged.files, 'ca.crt')).map((b) => b.der)).toEqual([ca.rootDer, fed.rootDer]);
+  });
+
+  it('sets modes: key material owner-only or group-readable with fsGroup, the rest world-readable', () => {
+    const modes = (fsGroup: number | null): Record<string, number> =>
+      Object.fromEntries(
+        [...buildPayload({ spec: spec({ fsGroup }), svid, bundles, federatesWith: [], now: NOW }).files].map(([n, f]) => [n, f.mode]),
+      );
+    expect(modes(null)).toEqual({
+      'credential-bundle.pem': 0o400,
+      'svid_key.pem': 0o400,
+      'svid.pem': 0o444,
+      'bundle.pem': 0o444,
+      'example.org.spiffe-trust-bundle.pem': 0o444,
+      'identity.json': 0o444,
+    });
+    expect(modes(2000)['credential-bundle.pem']).toBe(0o440);
+    expect(modes(2000)['svid_key.pem']).toBe(0o440);
+    expect(modes(2000)['svid.pem']).toBe(0o444);
+  });
+
+  it('describes the identity in identity.json without key material', () => {
+    const { files, identity } = buildPayload({ spec: spec(), svid, bundles, federatesWith: ['spiffe://partner.test', 'spiffe://nobundle.test'], now: NOW });
+    const json = JSON.parse(text(files, 'identity.json'));
+    expect(json).toEqual(identity);
+    expect(identity).toEqual({
+      spiffeId: 'spiffe://example.org/web',
+      notBefore: '2029-12-31T00:00:00.000Z',
+      notAfter: '2030-01-02T00:00:00.000Z',
+      serial: new X509Certificate(minted.certDer).serialNumber,
+      trustDomains: ['example.org', 'partner.test'],
+      federatesWith: ['nobundle.test', 'partner.test'],
+      updatedAt: NOW.toISOString(),
+    });
+    expect(text(files, 'identity.json')).not.toMatch(/PRIVATE|BEGIN/);
+  });
+
+  it('is deterministic for the same input', () => {
+    const input = { spec: spec(), svid, bundles, federatesWith: ['partner.test'], now: NOW };
+    const a = buildPayload(input).files;
+    const b = buildPayload(input).files;
+    expect([...a]).toEqual([...b]);
+  });
+
+  it('rejects a split name that collides with a standard file, and a missing own bundle', () => {
+    const clash = spec({ files: { ...DEFAULT_FILES, bundle: 'example.org.spiffe-trust-bundle.pem' } });
+    expect(() => buildPayload({ spec: clash, svid, bundles, federatesWith: [], now: NOW })).toThrow(PayloadError);
+    expect(() => buildPayload({ spec: spec(), svid, bundles: new Map(), federatesWith: [], now: NOW })).toThrow(/payload: no trust bundle for example.org/);
+  });
+});
+
+describe('chooseSvid / validateAgentSvid', () => {
+  let ca: TestCa;
+  let a: MintedSvid;
+  let b: MintedSvid;
+  let bundles: BundleUpdate;
+  const now = new Date();
+
+  beforeAll(async () => {
+    ca = await TestCa.create('example.org');
+    a = await ca.mint('spiffe://example.org/a');
+    b = await ca.mint('spiffe://example.org/b');
+    bundles = new Map([['example.org', ca.rootDer]]);
+  });
+
+  it('chooses by SPIFFE ID, else the first, else nothing', () => {
+    const update = { svids: [agentSvid('spiffe://example.org/a', a), agentSvid('spiffe://example.org/b', b)], federatesWith: [] };
+    expect(chooseSvid(update, 'spiffe://example.org/b')?.spiffeId).toBe('spiffe://example.org/b');
+    expect(chooseSvid(update, null)?.spiffeId).toBe('spiffe://example.org/a');
+    expect(chooseSvid(update, 'spiffe://example.org/c')).toBeUndefined();
+    expect(chooseSvid({ svids: [], federatesWith: [] }, null)).toBeUndefined();
+  });
+
+  it('normalizes federates_with and reports malformed entries', () => {
+    expect(normalizeFederatesWith(['spiffe://b.test', 'a.test', 'spiffe://b.test', 'not a td!'])).toEqual({
+      domains: ['a.test', 'b.test'],
+      invalid: ['not a td!'],
+    });
+  });
+
+  it('accepts a good SVID', () => {
+    expect(validateAgentSvid(agentSvid('spiffe://example.org/a', a), bundles, { now }).id.toString()).toBe('spiffe://example.org/a');
+  });
+
+  const rejects = (svid: AgentX509Svid, problem: 'invalid' | 'waiting', pattern: RegExp, b2: BundleUpdate = bundles): void => {
+    let caught: unknown;
+    try {
+      validateAgentSvid(svid, b2, { now, federatesWith: ['partner.test'] });
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(AgentSvidError);
+    expect((caught as AgentSvidError).problem).toBe(problem);
+    expect((caught as Error).message).toMatch(/^agent-svid: /);
+    expect((caught as Error).message).toMatch(pattern);
+    expect((caught as Error).message).not.toMatch(/PRIVATE KEY|MIG/);
+  };
+
+  it('rejects bad agent data with a reason', async () => {
+    const good = agentSvid('spiffe://example.org/a', a);
+    rejects({ ...good, chainDer: [Buffer.from('garbage')] }, 'invalid', /unusable X.509-SVID/);
+    rejects({ ...good, keyDer: b.keyDer }, 'invalid', /unusable X.509-SVID/);
+    rejects({ ...good, spiffeId: 'https://example.org/a' }, 'invalid', /malformed SPIFFE ID/);
+    rejects({ ...good, spiffeId: 'spiffe://example.org/other' }, 'invalid', /labelled the SVID spiffe:\/\/example.org\/other/);
+    rejects(good, 'invalid', /trust bundle for example.org is empty/, new Map([['example.org', Buffer.alloc(0)]]));
+    rejects(good, 'invalid', /not valid DER/, new Map([['example.org', ca.rootDer], ['partner.test', Buffer.from('xx')]]));
+    rejects(good, 'waiting', /no trust bundle for example.org yet/, new Map());
+    const expired = await ca.mint('spiffe://example.org/a', { notBefore: new Date(Date.now() - 7200_000), notAfter: new Date(Date.now() - 3600_000) });
+    rejects(agentSvid('spiffe://example.org/a', expired), 'invalid', /expired/);
+  });
+});

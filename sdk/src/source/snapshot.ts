@@ -1,0 +1,156 @@
+/**
+ * Reads one consistent set of files from a credential folder.
+ *
+ * With a Kubernetes-style `..data` link (kubelet's AtomicWriter, our driver) every update is a new
+ * payload directory plus one rename of `..data`. Resolving `..data` once and reading every file
+ * through that directory gives one generation; reading `..data` again afterwards proves the
+ * directory was still current, so a concurrent swap (which may delete the old directory mid-read)
+ * is detected and retried instead of mixing generations.
+ *
+ * Plain files have no such guarantee, so the caller's parser decides: the read is retried until it
+ * parses (e.g. key matches certificate), because a writer replacing files one by one is briefly
+ * inconsistent.
+ */
+import { readdir, readFile, readlink } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { FileSourceError, errnoOf, messageOf } from './errors.js';
+
+export const DATA_LINK = '..data';
+
+export interface FolderSnapshot {
+  readonly folder: string;
+  /** What `..data` pointed to while the files were read; null for plain files. */
+  readonly payloadDir: string | null;
+  /** File name → bytes, for the names the selector chose. */
+  readonly files: ReadonlyMap<string, Buffer>;
+  /** Reads it took to get this snapshot (1 when nothing moved). */
+  readonly attempts: number;
+}
+
+export interface ReadSnapshotOptions<T> {
+  /** Which of the listed names to read; unknown names are ignored (the standard allows extras). */
+  select(names: readonly string[]): readonly string[];
+  /** Turns a snapshot into a value or throws. In plain mode a throw means "retry". */
+  parse(snapshot: FolderSnapshot): T;
+  /** Give up after this many reads. Default 10. */
+  maxAttempts?: number;
+  /** Pause before re-reading plain files that did not parse. Default 20 ms. */
+  retryDelayMs?: number;
+}
+
+export interface SnapshotResult<T> {
+  readonly snapshot: FolderSnapshot;
+  readonly value: T;
+}
+
+const DEFAULT_MAX_ATTEMPTS = 10;
+const DEFAULT_RETRY_DELAY_MS = 20;
+
+/** Thrown internally when the files moved under the reader; always retried. */
+class MovedError extends Error {}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((done) => setTimeout(done, ms).unref());
+}
+
+function describeFsError(err: unknown, folder: string): FileSourceError {
+  const code = errnoOf(err);
+  if (code === 'ENOENT') return new FileSourceError('missing', `credential folder ${folder} does not exist`, { cause: err });
+  if (code === 'ENOTDIR') return new FileSourceError('missing', `credential folder ${folder} is not a directory`, { cause: err });
+  return new FileSourceError('unreadable', `cannot read credential folder ${folder}: ${messageOf(err)}`, { cause: err });
+}
+
+/** The `..data` target, or null when there is no such link (plain files). */
+async function readDataLink(folder: string): Promise<string | null> {
+  try {
+    return await readlink(join(folder, DATA_LINK));
+  } catch (err) {
+    const code = errnoOf(err);
+    // EINVAL: `..data` exists but is not a symlink; its files are then read like plain files.
+    if (code === 'ENOENT' || code === 'EINVAL') return null;
+    throw err;
+  }
+}
+
+async function readNamed(dir: string, names: readonly string[], moved: boolean): Promise<Map<string, Buffer>> {
+  const files = new Map<string, Buffer>();
+  for (const name of names) {
+    try {
+      files.set(name, await readFile(join(dir, name)));
+    } catch (err) {
+      // A file vanishing between listing and reading means a writer is mid-update.
+      if (errnoOf(err) === 'ENOENT') throw moved ? new MovedError() : err;
+      throw err;
+    }
+  }
+  return files;
+}
+
+async function readThroughDataLink(
+  folder: string,
+  target: string,
+  select: (names: readonly string[]) => readonly string[],
+): Promise<Map<string, Buffer>> {
+  // resolve() keeps an absolute target as is and anchors the usual relative one at the folder.
+  const dir = resolve(folder, target);
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    // The payload directory was removed after we resolved `..data`: a swap happened.
+    if (errnoOf(err) === 'ENOENT') throw new MovedError();
+    throw err;
+  }
+  const files = await readNamed(dir, select(names), true);
+  if ((await readDataLink(folder)) !== target) throw new MovedError();
+  return files;
+}
+
+async function readPlain(folder: string, select: (names: readonly string[]) => readonly string[]): Promise<Map<string, Buffer>> {
+  const names = (await readdir(folder)).filter((name) => !name.startsWith('..'));
+  try {
+    return await readNamed(folder, select(names), false);
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') throw new MovedError();
+    throw err;
+  }
+}
+
+/**
+ * Reads `folder` and parses it with `options.parse`, retrying (bounded) while the files move.
+ * Throws a FileSourceError; a parse error is rethrown as is once retries are exhausted (plain
+ * files) or immediately (`..data`, whose content is already consistent).
+ */
+export async function readSnapshot<T>(folder: string, options: ReadSnapshotOptions<T>): Promise<SnapshotResult<T>> {
+  const maxAttempts = Math.max(1, options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS);
+  const retryDelayMs = options.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS;
+  let lastProblem = 'the files kept changing';
+  let lastParseError: unknown;
+  for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+    let target: string | null;
+    let files: Map<string, Buffer>;
+    try {
+      target = await readDataLink(folder);
+      files = target === null ? await readPlain(folder, options.select) : await readThroughDataLink(folder, target, options.select);
+    } catch (err) {
+      if (err instanceof MovedError) {
+        lastProblem = 'the files changed while they were being read';
+        // A swap only happens when a complete new generation exists, so re-reading at once is
+        // enough; yielding lets the writer finish its rename first.
+        await delay(0);
+        continue;
+      }
+      throw describeFsError(err, folder);
+    }
+    const snapshot: FolderSnapshot = { folder, payloadDir: target, files, attempts: attempt };
+    if (target !== null) return { snapshot, value: options.parse(snapshot) };
+    try {
+      return { snapshot, value: options.parse(snapshot) };
+    } catch (err) {
+      lastParseError = err;
+      if (attempt < maxAttempts) await delay(retryDelayMs);
+    }
+  }
+  if (lastParseError !== undefined) throw lastParseError;
+  throw new FileSourceError('inconsistent', `no consistent read of ${folder} after ${maxAttempts} attempts: ${lastProblem}`);
+}

@@ -4,6 +4,11 @@ import { IdentityService } from './csi/identity-service.js';
 import { NodeService } from './csi/node-service.js';
 import type { DriverConfig } from './config/driver-config.js';
 import type { DriverLogger } from './logging.js';
+import { bindMetrics } from './metrics/bind-metrics.js';
+import { DriverMetrics } from './metrics/driver-metrics.js';
+import { startMetricsServer, type MetricsServer } from './metrics/http-server.js';
+import { instrumentNode } from './metrics/instrumented-node.js';
+import { driverReadiness } from './metrics/readiness.js';
 import { DelegatedIdentityClient } from './spire/delegated-identity-client.js';
 import type { IdentityProvider } from './spire/identity-provider.js';
 import { LinuxMounter, type Mounter } from './volume/mounter.js';
@@ -22,6 +27,8 @@ export interface RunningDriver {
   readonly manager: VolumeManager;
   readonly identity: IdentityProvider;
   readonly server: CsiServer;
+  /** The bound host:port of /metrics, /healthz and /readyz; null when disabled. */
+  readonly metricsAddress: string | null;
   /** SIGTERM semantics: stop serving, close agent streams, leave mounts and files for running pods. */
   stop(): Promise<void>;
 }
@@ -49,37 +56,60 @@ export async function startDriver(config: DriverConfig, deps: DriverDependencies
     agentSocket: config.adminSocketPath,
   });
 
+  // Bound before resume, so errors while resuming are counted.
+  const metrics = config.metricsAddress === null ? null : new DriverMetrics({ volumes: manager });
+  const unbindMetrics = metrics === null ? () => {} : bindMetrics(metrics, { events: manager.events, agent: identity });
+
   // Open the shared bundle stream now: Probe reports agent connectivity even before any volume exists.
   if (identity instanceof DelegatedIdentityClient) identity.start();
 
   const summary = await manager.resumeAll();
   logger.info({ ...summary }, 'recorded volumes resumed');
 
+  const node = new NodeService({ nodeId: config.nodeId, kubeletRoot: config.kubeletRoot, publisher: manager });
   const server = await startCsiServer({
     endpoint: `unix://${config.csiSocketPath}`,
     protos,
     logger: logger.child({ component: 'csi' }),
     identity: new IdentityService({ name: config.pluginName, isReady: () => identity.connected }),
-    node: new NodeService({ nodeId: config.nodeId, kubeletRoot: config.kubeletRoot, publisher: manager }),
+    node: metrics === null ? node : instrumentNode(node, metrics),
   });
+  let csiSocket: string | null = server.socketPath;
+
+  let metricsServer: MetricsServer | null = null;
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      csiSocket = null;
+      await metricsServer?.close();
+      unbindMetrics();
+      await server.stop();
+      await manager.shutdown();
+      await identity.close();
+      logger.info({}, 'driver stopped; mounts and files left in place for running pods');
+    })();
+    return stopping;
+  };
+
+  if (metrics !== null && config.metricsAddress !== null) {
+    const adminSocket = config.adminSocketPath;
+    try {
+      metricsServer = await startMetricsServer({
+        address: config.metricsAddress,
+        registry: metrics.registry,
+        isReady: () => driverReadiness({ csiSocket, agentConnected: identity.connected, adminSocket }),
+        logger: logger.child({ component: 'metrics' }),
+      });
+    } catch (err) {
+      // A bad or busy address is a configuration error: fail the start rather than run unobserved.
+      await stop();
+      throw err;
+    }
+  }
   logger.info(
     { csiSocket: server.socketPath, nodeId: config.nodeId, pluginName: config.pluginName, adminSocket: config.adminSocketPath },
     'spire-csi driver serving',
   );
 
-  let stopping: Promise<void> | undefined;
-  return {
-    manager,
-    identity,
-    server,
-    stop() {
-      stopping ??= (async () => {
-        await server.stop();
-        await manager.shutdown();
-        await identity.close();
-        logger.info({}, 'driver stopped; mounts and files left in place for running pods');
-      })();
-      return stopping;
-    },
-  };
+  return { manager, identity, server, metricsAddress: metricsServer?.address ?? null, stop };
 }

@@ -1,0 +1,15 @@
+import { READY, type Readiness } from './http-server.js';
+
+export interface DriverState {
+  /** Null before the CSI server listens and once it has been told to stop. */
+  readonly csiSocket: string | null;
+  readonly agentConnected: boolean;
+  readonly adminSocket: string;
+}
+
+/** Ready means kubelet can reach the driver and a publish could get an identity from the agent. */
+export function driverReadiness(state: DriverState): Readiness {
+  if (state.csiSocket === null) return { ready: false, reason: 'CSI socket not served' };
+  if (!state.agentConnected) return { ready: false, reason: `agent unreachable at ${state.adminSocket}` };
+  return READY;
+}

@@ -1,1 +1,14 @@
-export {};
+export { SpiffeTlsError } from './errors.js';
+export { MANAGED_TLS_OPTIONS, DEFAULT_MIN_VERSION } from './tls-settings.js';
+export type { ManagedTlsOption, TlsSettings } from './tls-settings.js';
+export { peerChainOf, verifyPeer } from './verify-peer.js';
+export { peerSpiffeId } from './peer-id.js';
+export type { PeerIdCarrier } from './peer-id.js';
+export { attachSpiffeTls, SPIFFE_AUTHORIZATION_FAILED } from './attach-server.js';
+export type { SpiffeServerOptions, SpiffeTlsBinding } from './attach-server.js';
+export { createTlsServer, createHttpsServer, createHttp2SecureServer } from './servers.js';
+export type { SpiffeTlsServerOptions, SpiffeHttpsServerOptions, SpiffeHttp2SecureServerOptions } from './servers.js';
+export { createClientTlsOptions } from './client-options.js';
+export type { SpiffeClientOptions, SpiffeClientTlsOptions } from './client-options.js';
+export { SpiffeHttpsAgent, createHttpsAgent } from './https-agent.js';
+export type { SpiffeHttpsAgentOptions } from './https-agent.js';

@@ -1,1 +1,2 @@
-export {};
+export { SpiffeDispatcher } from './spiffe-dispatcher.js';
+export type { SpiffeDispatcherOptions } from './spiffe-dispatcher.js';

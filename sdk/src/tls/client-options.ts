@@ -1,0 +1,68 @@
+/**
+ * Client-side SPIFFE TLS for tls.connect / https.request. Node's hostname check is replaced by
+ * SPIFFE verification in checkServerIdentity: SVIDs carry no DNS names to check, and the peer is
+ * identified by its SPIFFE ID alone.
+ */
+import type { ConnectionOptions, PeerCertificate, SecureVersion } from 'node:tls';
+import type { Authorizer } from '../authorize/authorizer.js';
+import { silentLogger, type Logger } from '../logger.js';
+import type { X509Source } from '../source/x509-source.js';
+import { tlsCredentials } from './credentials.js';
+import { SpiffeTlsError, asError } from './errors.js';
+import { minVersionOf, rejectManagedOptions, type TlsSettings } from './tls-settings.js';
+import { peerChainOf, verifyPeer } from './verify-peer.js';
+
+export interface SpiffeClientOptions {
+  logger?: Logger;
+  /** TLS tunables (ciphers, sigalgs, maxVersion, ...). */
+  tlsSettings?: TlsSettings;
+}
+
+export interface SpiffeClientTlsOptions extends ConnectionOptions {
+  cert: string;
+  key: string;
+  ca: string[];
+  minVersion: SecureVersion;
+  rejectUnauthorized: true;
+  /** Returns an Error (failing the handshake) unless the server is a verified, authorized SVID. */
+  checkServerIdentity: (hostname: string, cert: PeerCertificate) => Error | undefined;
+}
+
+/**
+ * Options presenting the source's SVID as of this call; the server is checked against the
+ * source's bundles as of the handshake. Call it per connection (or use SpiffeHttpsAgent /
+ * SpiffeDispatcher) to follow rotations. Never pass a `session` with these options: Node skips
+ * checkServerIdentity on resumed sessions.
+ */
+export function createClientTlsOptions(
+  source: X509Source,
+  authorizer: Authorizer,
+  options: SpiffeClientOptions = {},
+): SpiffeClientTlsOptions {
+  if (typeof authorizer !== 'function') {
+    throw new SpiffeTlsError('an Authorizer is required (use authorizeAny() to accept every verified peer)');
+  }
+  const settings = options.tlsSettings ?? {};
+  rejectManagedOptions(settings, 'createClientTlsOptions');
+  const logger = options.logger ?? silentLogger;
+  const { svid, bundles } = source.current();
+  const { cert, key, ca } = tlsCredentials(svid, bundles);
+  return {
+    ...settings,
+    minVersion: minVersionOf(settings.minVersion),
+    cert,
+    key,
+    ca,
+    rejectUnauthorized: true,
+    checkServerIdentity(_hostname: string, peer: PeerCertificate): Error | undefined {
+      try {
+        verifyPeer(peerChainOf(peer), source, authorizer);
+        return undefined;
+      } catch (err) {
+        const error = asError(err);
+        logger.warn({ reason: error.message }, 'tls: server rejected');
+        return error;
+      }
+    },
+  };
+}

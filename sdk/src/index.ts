@@ -6,3 +6,4 @@ export * from './authorize/index.js';
 export * from './source/index.js';
 export * from './tls/index.js';
 export * from './undici/index.js';
+export * from './jwt/index.js';

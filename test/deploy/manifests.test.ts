@@ -1,0 +1,733 @@
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { dirname, join, posix } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { SpiffeId } from '@spire-csi/sdk';
+import { DaemonSet, type IDaemonSet } from 'kubernetes-models/apps/v1';
+import { CSIDriver, type ICSIDriver, type ICSIDriverSpec } from 'kubernetes-models/storage.k8s.io/v1';
+import {
+  Namespace,
+  Pod,
+  ServiceAccount,
+  type IContainer,
+  type INamespace,
+  type IPod,
+  type IPodSpec,
+  type ISecurityContext,
+  type IServiceAccount,
+  type IVolume,
+  type IVolumeMount,
+} from 'kubernetes-models/v1';
+import { describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import { DRIVER_OPTIONS, parseDriverConfig, type DriverConfig } from '../../driver/src/config/driver-config.js';
+import {
+  EPHEMERAL_KEY,
+  POD_INFO_KEYS,
+  SPIRE_ATTRIBUTE_PREFIX,
+  SPIRE_ATTRIBUTES,
+  validatePublishRequest,
+} from '../../driver/src/csi/validation.js';
+
+/*
+ * Static checks of deploy/: every manifest parses and passes the Kubernetes OpenAPI schema
+ * (kubernetes-models), and the settings the driver depends on agree with each other and with the
+ * driver's own configuration parser. No cluster, no network.
+ */
+
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
+const DEPLOY = join(REPO, 'deploy');
+const EXAMPLE_TRUST_DOMAIN = 'example.org';
+
+/** Manifests deliberately left out of kustomization.yaml, and why (mirrors its header comment). */
+const APPLIED_SEPARATELY: Readonly<Record<string, string>> = {
+  'clusterspiffeid-driver.yaml': 'needs the spire-controller-manager CRD',
+  'clusterspiffeid-workloads.yaml': 'needs the spire-controller-manager CRD; cluster-specific',
+  'example-pod.yaml': 'a demo workload',
+};
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+
+interface KubeObject {
+  readonly apiVersion: string;
+  readonly kind: string;
+  readonly metadata?: { readonly name?: string; readonly namespace?: string; readonly labels?: Record<string, string> };
+  readonly [key: string]: unknown;
+}
+
+interface Loaded {
+  readonly file: string;
+  readonly index: number;
+  readonly obj: KubeObject;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function yamlFiles(): string[] {
+  return readdirSync(DEPLOY)
+    .filter((name) => /\.ya?ml$/.test(name))
+    .sort();
+}
+
+function parseYamlFile(file: string): unknown[] {
+  const docs = parseAllDocuments(readFileSync(join(DEPLOY, file), 'utf8'), { prettyErrors: true });
+  const values: unknown[] = [];
+  for (const doc of docs) {
+    if (doc.errors.length > 0) throw new Error(`${file}: ${doc.errors.map((e) => e.message).join('; ')}`);
+    if (doc.warnings.length > 0) throw new Error(`${file}: ${doc.warnings.map((w) => w.message).join('; ')}`);
+    const value: unknown = doc.toJS();
+    if (value !== null && value !== undefined) values.push(value);
+  }
+  return values;
+}
+
+function loadAll(): Loaded[] {
+  const loaded: Loaded[] = [];
+  for (const file of yamlFiles()) {
+    parseYamlFile(file).forEach((value, index) => {
+      if (!isRecord(value) || typeof value.apiVersion !== 'string' || typeof value.kind !== 'string') {
+        throw new Error(`${file} document ${index}: not an object with apiVersion and kind`);
+      }
+      loaded.push({ file, index, obj: value as KubeObject });
+    });
+  }
+  return loaded;
+}
+
+const ALL = loadAll();
+const K8S_OBJECTS = ALL.filter((l) => l.obj.kind !== 'Kustomization');
+
+function only<T>(apiVersion: string, kind: string, file?: string): T {
+  const found = ALL.filter((l) => l.obj.apiVersion === apiVersion && l.obj.kind === kind && (file === undefined || l.file === file));
+  if (found.length !== 1) throw new Error(`expected one ${apiVersion} ${kind}${file ? ` in ${file}` : ''}, found ${found.length}`);
+  return found[0]!.obj as unknown as T;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schema validation
+
+type Validator = (obj: KubeObject) => void;
+
+function model<D>(Model: new (data: D) => { validate(): void }): Validator {
+  return (obj) => new Model(obj as unknown as D).validate();
+}
+
+const CLUSTER_SPIFFEID_SPEC_KEYS = new Set([
+  'spiffeIDTemplate',
+  'podSelector',
+  'namespaceSelector',
+  'dnsNameTemplates',
+  'workloadSelectorTemplates',
+  'ttl',
+  'jwtTtl',
+  'federatesWith',
+  'admin',
+  'downstream',
+  'autoPopulateDNSNames',
+  'fallback',
+  'className',
+  'hint',
+]);
+
+function checkLabelSelector(value: unknown, where: string): void {
+  if (!isRecord(value)) throw new Error(`${where} must be a label selector object`);
+  for (const key of Object.keys(value)) {
+    if (key !== 'matchLabels' && key !== 'matchExpressions') throw new Error(`${where}.${key} is not a label selector field`);
+  }
+  if (value.matchLabels !== undefined) {
+    if (!isRecord(value.matchLabels) || !Object.values(value.matchLabels).every((v) => typeof v === 'string')) {
+      throw new Error(`${where}.matchLabels must map strings to strings`);
+    }
+  }
+  if (value.matchExpressions !== undefined) {
+    if (!Array.isArray(value.matchExpressions)) throw new Error(`${where}.matchExpressions must be a list`);
+    for (const expr of value.matchExpressions) {
+      if (!isRecord(expr) || typeof expr.key !== 'string') throw new Error(`${where}.matchExpressions needs a key`);
+      if (!['In', 'NotIn', 'Exists', 'DoesNotExist'].includes(String(expr.operator))) {
+        throw new Error(`${where}.matchExpressions operator ${String(expr.operator)} is not valid`);
+      }
+      const needsValues = expr.operator === 'In' || expr.operator === 'NotIn';
+      const values = expr.values;
+      if (needsValues && !(Array.isArray(values) && values.length > 0 && values.every((v) => typeof v === 'string'))) {
+        throw new Error(`${where}.matchExpressions ${expr.operator} needs a non-empty list of string values`);
+      }
+    }
+  }
+}
+
+/** There is no model for spire-controller-manager's CRD: check what its schema requires. */
+function validateClusterSpiffeId(obj: KubeObject): void {
+  if (obj.apiVersion !== 'spire.spiffe.io/v1alpha1') throw new Error(`ClusterSPIFFEID apiVersion ${obj.apiVersion}`);
+  if (typeof obj.metadata?.name !== 'string' || obj.metadata.name === '') throw new Error('ClusterSPIFFEID needs metadata.name');
+  if (obj.metadata.namespace !== undefined) throw new Error('ClusterSPIFFEID is cluster-scoped: no metadata.namespace');
+  const spec = obj.spec;
+  if (!isRecord(spec)) throw new Error('ClusterSPIFFEID needs a spec');
+  for (const key of Object.keys(spec)) {
+    if (!CLUSTER_SPIFFEID_SPEC_KEYS.has(key)) throw new Error(`ClusterSPIFFEID spec.${key} is not a known field`);
+  }
+  if (typeof spec.spiffeIDTemplate !== 'string' || !spec.spiffeIDTemplate.startsWith('spiffe://')) {
+    throw new Error('ClusterSPIFFEID spec.spiffeIDTemplate is required and must start with spiffe://');
+  }
+  for (const key of ['podSelector', 'namespaceSelector'] as const) {
+    if (spec[key] !== undefined) checkLabelSelector(spec[key], `spec.${key}`);
+  }
+  for (const key of ['workloadSelectorTemplates', 'dnsNameTemplates', 'federatesWith'] as const) {
+    const list = spec[key];
+    if (list !== undefined && !(Array.isArray(list) && list.every((v) => typeof v === 'string'))) {
+      throw new Error(`ClusterSPIFFEID spec.${key} must be a list of strings`);
+    }
+  }
+  const selectors = (spec.workloadSelectorTemplates ?? []) as string[];
+  for (const selector of selectors) {
+    if (!/^[a-z0-9_]+:.+$/.test(selector)) throw new Error(`workload selector "${selector}" is not type:value`);
+  }
+  for (const key of ['admin', 'downstream', 'autoPopulateDNSNames', 'fallback'] as const) {
+    if (spec[key] !== undefined && typeof spec[key] !== 'boolean') throw new Error(`ClusterSPIFFEID spec.${key} must be a boolean`);
+  }
+}
+
+const VALIDATORS: Readonly<Record<string, Validator>> = {
+  'v1/Namespace': model(Namespace),
+  'v1/ServiceAccount': model(ServiceAccount),
+  'v1/Pod': model(Pod),
+  'apps/v1/DaemonSet': model(DaemonSet),
+  'storage.k8s.io/v1/CSIDriver': model(CSIDriver),
+  'spire.spiffe.io/v1alpha1/ClusterSPIFFEID': validateClusterSpiffeId,
+};
+
+/*
+ * The schema accepts unknown fields (a misspelt `mountPropogation` would pass and be dropped by the
+ * API server). For the objects whose fields this driver depends on, compare keys against the
+ * model's own interfaces; the mapped types make the compiler keep these lists complete.
+ */
+type KeySet<T> = { readonly [K in keyof T]-?: true };
+const CONTAINER_KEYS: KeySet<IContainer> = {
+  args: true, command: true, env: true, envFrom: true, image: true, imagePullPolicy: true, lifecycle: true,
+  livenessProbe: true, name: true, ports: true, readinessProbe: true, resizePolicy: true, resources: true,
+  restartPolicy: true, securityContext: true, startupProbe: true, stdin: true, stdinOnce: true,
+  terminationMessagePath: true, terminationMessagePolicy: true, tty: true, volumeDevices: true, volumeMounts: true,
+  workingDir: true,
+};
+const VOLUME_MOUNT_KEYS: KeySet<IVolumeMount> = {
+  mountPath: true, mountPropagation: true, name: true, readOnly: true, recursiveReadOnly: true, subPath: true,
+  subPathExpr: true,
+};
+const SECURITY_CONTEXT_KEYS: KeySet<ISecurityContext> = {
+  allowPrivilegeEscalation: true, appArmorProfile: true, capabilities: true, privileged: true, procMount: true,
+  readOnlyRootFilesystem: true, runAsGroup: true, runAsNonRoot: true, runAsUser: true, seLinuxOptions: true,
+  seccompProfile: true, windowsOptions: true,
+};
+const POD_SPEC_KEYS: KeySet<IPodSpec> = {
+  activeDeadlineSeconds: true, affinity: true, automountServiceAccountToken: true, containers: true, dnsConfig: true,
+  dnsPolicy: true, enableServiceLinks: true, ephemeralContainers: true, hostAliases: true, hostIPC: true,
+  hostNetwork: true, hostPID: true, hostUsers: true, hostname: true, imagePullSecrets: true, initContainers: true,
+  nodeName: true, nodeSelector: true, os: true, overhead: true, preemptionPolicy: true, priority: true,
+  priorityClassName: true, readinessGates: true, resourceClaims: true, resources: true, restartPolicy: true,
+  runtimeClassName: true, schedulerName: true, schedulingGates: true, securityContext: true, serviceAccount: true,
+  serviceAccountName: true, setHostnameAsFQDN: true, shareProcessNamespace: true, subdomain: true,
+  terminationGracePeriodSeconds: true, tolerations: true, topologySpreadConstraints: true, volumes: true,
+};
+const CSI_DRIVER_SPEC_KEYS: KeySet<ICSIDriverSpec> = {
+  attachRequired: true, fsGroupPolicy: true, nodeAllocatableUpdatePeriodSeconds: true, podInfoOnMount: true,
+  requiresRepublish: true, seLinuxMount: true, storageCapacity: true, tokenRequests: true, volumeLifecycleModes: true,
+};
+
+function unknownKeys(value: object | undefined, known: object): string[] {
+  if (value === undefined) return [];
+  return Object.keys(value).filter((key) => !Object.hasOwn(known, key));
+}
+
+function unknownPodSpecKeys(spec: IPodSpec, where: string): string[] {
+  const found = unknownKeys(spec, POD_SPEC_KEYS).map((k) => `${where}.${k}`);
+  for (const c of [...spec.containers, ...(spec.initContainers ?? [])]) {
+    found.push(...unknownKeys(c, CONTAINER_KEYS).map((k) => `${where} container ${c.name}: ${k}`));
+    found.push(...unknownKeys(c.securityContext, SECURITY_CONTEXT_KEYS).map((k) => `${where} ${c.name}.securityContext.${k}`));
+    for (const m of c.volumeMounts ?? []) {
+      found.push(...unknownKeys(m, VOLUME_MOUNT_KEYS).map((k) => `${where} ${c.name} mount ${m.name}: ${k}`));
+    }
+  }
+  return found;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers over the typed objects
+
+const csiDriver = only<ICSIDriver>('storage.k8s.io/v1', 'CSIDriver');
+const daemonSet = only<IDaemonSet>('apps/v1', 'DaemonSet');
+const namespace = only<INamespace>('v1', 'Namespace');
+const serviceAccount = only<IServiceAccount>('v1', 'ServiceAccount');
+const examplePod = only<IPod>('v1', 'Pod', 'example-pod.yaml');
+const podSpec: IPodSpec = daemonSet.spec!.template.spec!;
+const agentDoc = readFileSync(join(DEPLOY, 'spire-agent.md'), 'utf8');
+
+function containerNamed(name: string): IContainer {
+  const found = podSpec.containers.find((c) => c.name === name);
+  if (!found) throw new Error(`DaemonSet has no container ${name}`);
+  return found;
+}
+
+function volumeNamed(spec: IPodSpec, name: string): IVolume {
+  const found = spec.volumes?.find((v) => v.name === name);
+  if (!found) throw new Error(`no volume ${name}`);
+  return found;
+}
+
+function mountOf(container: IContainer, volume: string): IVolumeMount {
+  const found = container.volumeMounts?.find((m) => m.name === volume);
+  if (!found) throw new Error(`container ${container.name} does not mount ${volume}`);
+  return found;
+}
+
+function hostPathOf(volume: string): { path: string; type?: string } {
+  const hostPath = volumeNamed(podSpec, volume).hostPath;
+  if (!hostPath) throw new Error(`volume ${volume} is not a hostPath`);
+  return hostPath;
+}
+
+/** `--flag=value` arguments as a map (the sidecars take no positional arguments). */
+function flagsOf(container: IContainer): Map<string, string> {
+  const flags = new Map<string, string>();
+  for (const arg of container.args ?? []) {
+    const match = /^--([^=]+)=(.*)$/.exec(arg);
+    if (!match) throw new Error(`${container.name}: argument "${arg}" is not --flag=value`);
+    flags.set(match[1]!, match[2]!);
+  }
+  return flags;
+}
+
+function probesOf(container: IContainer) {
+  return [container.livenessProbe, container.startupProbe, container.readinessProbe];
+}
+
+const driver = containerNamed('driver');
+const registrar = containerNamed('node-driver-registrar');
+
+/** The driver's configuration exactly as its CLI parser reads it from the DaemonSet's env. */
+function driverConfigFromManifest(nodeName: string): DriverConfig {
+  const env: NodeJS.ProcessEnv = {};
+  for (const variable of driver.env ?? []) {
+    if (variable.value !== undefined) env[variable.name] = variable.value;
+    else if (variable.valueFrom?.fieldRef?.fieldPath === 'spec.nodeName') env[variable.name] = nodeName;
+    else throw new Error(`driver env ${variable.name} has a source this test cannot resolve`);
+  }
+  const config = parseDriverConfig([], env);
+  if (config === null) throw new Error('driver config asked for --help');
+  return config;
+}
+
+let parsedConfig: DriverConfig | undefined;
+/** Parsed on first use, so a broken env fails the tests that need it rather than the whole file. */
+function driverConfig(): DriverConfig {
+  parsedConfig ??= driverConfigFromManifest('node-a');
+  return parsedConfig;
+}
+
+/** Renders the {{ .Field }} references spire-controller-manager templates use here. */
+function renderTemplate(template: string, data: Readonly<Record<string, string>>): string {
+  const rendered = template.replace(/\{\{\s*\.([A-Za-z.]+)\s*\}\}/g, (_match, field: string) => {
+    const value = data[field];
+    if (value === undefined) throw new Error(`template field .${field} is not provided by this test`);
+    return value;
+  });
+  if (rendered.includes('{{') || rendered.includes('}}')) throw new Error(`unrendered template syntax in ${template}`);
+  return rendered;
+}
+
+function authorizedDelegates(): string[] {
+  const block = /authorized_delegates\s*=\s*\[([^\]]*)\]/.exec(agentDoc);
+  if (!block) throw new Error('spire-agent.md has no authorized_delegates = [...]');
+  return [...block[1]!.matchAll(/"([^"]+)"/g)].map((m) => m[1]!);
+}
+
+function clusterSpiffeId(file: string): { spec: Record<string, unknown> } {
+  return only<{ spec: Record<string, unknown> }>('spire.spiffe.io/v1alpha1', 'ClusterSPIFFEID', file);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe('deploy/ manifests parse and match the Kubernetes schema', () => {
+  it('finds the manifests', () => {
+    expect(yamlFiles()).toEqual(
+      expect.arrayContaining(['csidriver.yaml', 'daemonset.yaml', 'kustomization.yaml', 'namespace.yaml', 'serviceaccount.yaml']),
+    );
+  });
+
+  it.each(K8S_OBJECTS.map((l) => [`${l.file}#${l.index} ${l.obj.kind} ${l.obj.metadata?.name ?? ''}`, l] as const))(
+    '%s validates',
+    (_name, loaded) => {
+      const validator = VALIDATORS[`${loaded.obj.apiVersion}/${loaded.obj.kind}`];
+      expect(validator, `no validator for ${loaded.obj.apiVersion} ${loaded.obj.kind}; add one to this test`).toBeDefined();
+      expect(() => validator!(loaded.obj)).not.toThrow();
+    },
+  );
+
+  it('rejects what the schema does: a wrong type and a missing required field', () => {
+    const broken = structuredClone(daemonSet) as unknown as { spec: { template: { spec: { containers: object[] } } } };
+    broken.spec.template.spec.containers[0] = { image: 'x' };
+    expect(() => VALIDATORS['apps/v1/DaemonSet']!(broken as unknown as KubeObject)).toThrow(/name/);
+    const wrongType = { ...csiDriver, spec: { ...csiDriver.spec, attachRequired: 'no' } };
+    expect(() => VALIDATORS['storage.k8s.io/v1/CSIDriver']!(wrongType as unknown as KubeObject)).toThrow(/boolean/);
+  });
+
+  it('uses only fields the API knows in pod specs, containers, mounts and the CSIDriver spec', () => {
+    expect(unknownPodSpecKeys(podSpec, 'daemonset')).toEqual([]);
+    expect(unknownPodSpecKeys(examplePod.spec!, 'example-pod')).toEqual([]);
+    expect(unknownKeys(csiDriver.spec, CSI_DRIVER_SPEC_KEYS)).toEqual([]);
+  });
+
+  it('puts namespaced objects in the driver namespace and cluster-scoped ones in none', () => {
+    for (const { obj, file } of K8S_OBJECTS) {
+      const clusterScoped = ['Namespace', 'CSIDriver', 'ClusterSPIFFEID'].includes(obj.kind);
+      if (clusterScoped) expect(obj.metadata?.namespace, `${file} ${obj.kind}`).toBeUndefined();
+      else if (file !== 'example-pod.yaml') expect(obj.metadata?.namespace, `${file} ${obj.kind}`).toBe(namespace.metadata?.name);
+    }
+  });
+});
+
+describe('CSIDriver', () => {
+  const spec = csiDriver.spec!;
+
+  it('is named like the driver reports itself', () => {
+    expect(csiDriver.metadata?.name).toBe('csi.spire.io');
+    expect(driverConfig().pluginName).toBe(csiDriver.metadata?.name);
+  });
+
+  it('is a node-only, ephemeral-only driver that gets pod info', () => {
+    expect(spec.attachRequired).toBe(false);
+    expect(spec.podInfoOnMount).toBe(true);
+    expect(spec.volumeLifecycleModes).toEqual(['Ephemeral']);
+    expect(spec.requiresRepublish).toBe(false);
+    expect(spec.tokenRequests ?? []).toEqual([]);
+  });
+
+  it('lets the pod fsGroup reach the driver and never claims SELinux mount support', () => {
+    expect(spec.fsGroupPolicy).toBe('File');
+    expect(spec.seLinuxMount).not.toBe(true);
+  });
+});
+
+describe('DaemonSet', () => {
+  it('runs in the namespace of namespace.yaml, which allows privileged pods', () => {
+    expect(daemonSet.metadata?.namespace).toBe(namespace.metadata?.name);
+    expect(namespace.metadata?.labels?.['pod-security.kubernetes.io/enforce']).toBe('privileged');
+  });
+
+  it('uses the ServiceAccount of serviceaccount.yaml, without an API token', () => {
+    expect(podSpec.serviceAccountName).toBe(serviceAccount.metadata?.name);
+    expect(serviceAccount.metadata?.namespace).toBe(daemonSet.metadata?.namespace);
+    expect(serviceAccount.automountServiceAccountToken).toBe(false);
+    expect(podSpec.automountServiceAccountToken).toBe(false);
+  });
+
+  it('selects its own pods', () => {
+    const labels = daemonSet.spec!.template.metadata?.labels ?? {};
+    const matchLabels = daemonSet.spec!.selector.matchLabels ?? {};
+    expect(Object.keys(matchLabels).length).toBeGreaterThan(0);
+    expect(labels).toMatchObject(matchLabels);
+  });
+
+  it('runs everywhere, critically, one node at a time', () => {
+    expect(podSpec.priorityClassName).toBe('system-node-critical');
+    expect(podSpec.tolerations).toContainEqual({ operator: 'Exists' });
+    expect(podSpec.nodeSelector).toEqual({ 'kubernetes.io/os': 'linux' });
+    expect(daemonSet.spec!.updateStrategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } });
+    expect(podSpec.terminationGracePeriodSeconds).toBeGreaterThan(0);
+  });
+
+  it('makes only the driver container privileged', () => {
+    expect(driver.securityContext?.privileged).toBe(true);
+    const others = [...podSpec.containers, ...(podSpec.initContainers ?? [])].filter((c) => c !== driver);
+    expect(others.length).toBeGreaterThan(0);
+    for (const c of others) expect(c.securityContext?.privileged, c.name).not.toBe(true);
+  });
+
+  it('takes the node id from spec.nodeName', () => {
+    const nodeId = driver.env?.find((e) => e.name === 'SPIRE_CSI_NODE_ID');
+    expect(nodeId?.value).toBeUndefined();
+    expect(nodeId?.valueFrom?.fieldRef?.fieldPath).toBe('spec.nodeName');
+    expect(driverConfigFromManifest('worker-7').nodeId).toBe('worker-7');
+  });
+
+  it('configures the driver only through variables its CLI knows', () => {
+    const known = new Set(DRIVER_OPTIONS.map((o) => o.env));
+    for (const variable of driver.env ?? []) expect(known, variable.name).toContain(variable.name);
+    expect(driver.args ?? []).toEqual([]);
+  });
+
+  it('gives the driver the pods dir at its host path with Bidirectional propagation', () => {
+    const podsDir = `${driverConfig().kubeletRoot}/pods`;
+    const mount = mountOf(driver, 'pods-dir');
+    expect(mount.mountPath).toBe(podsDir);
+    expect(mount.mountPropagation).toBe('Bidirectional');
+    expect(hostPathOf('pods-dir').path).toBe(podsDir);
+    for (const c of podSpec.containers.filter((c) => c !== driver)) {
+      for (const m of c.volumeMounts ?? []) expect(m.mountPropagation, `${c.name} ${m.name}`).not.toBe('Bidirectional');
+    }
+  });
+
+  it('serves the CSI socket where the registrar and kubelet expect it', () => {
+    const pluginDir = hostPathOf('plugin-dir').path;
+    expect(pluginDir).toBe(`${driverConfig().kubeletRoot}/plugins/${csiDriver.metadata?.name}`);
+    expect(driverConfig().csiSocketPath).toBe(`${mountOf(driver, 'plugin-dir').mountPath}/csi.sock`);
+    const flags = flagsOf(registrar);
+    expect(flags.get('csi-address')).toBe(`${mountOf(registrar, 'plugin-dir').mountPath}/csi.sock`);
+    expect(flags.get('kubelet-registration-path')).toBe(`${pluginDir}/csi.sock`);
+    expect(registrar.image).toMatch(/^registry\.k8s\.io\/sig-storage\/csi-node-driver-registrar:v2\.\d+\.\d+$/);
+  });
+
+  it('registers through kubelet plugins_registry', () => {
+    expect(hostPathOf('registration-dir').path).toBe(`${driverConfig().kubeletRoot}/plugins_registry`);
+    expect(mountOf(registrar, 'registration-dir').mountPath).toBe('/registration');
+  });
+
+  it('keeps the state dir on the host', () => {
+    expect(hostPathOf('state-dir')).toEqual({ path: driverConfig().stateDir, type: 'DirectoryOrCreate' });
+    expect(mountOf(driver, 'state-dir').mountPath).toBe(driverConfig().stateDir);
+  });
+
+  it('reaches the agent admin socket through the host dir spire-agent.md tells the agent to use', () => {
+    const socketDir = posix.dirname(driverConfig().adminSocketPath);
+    expect(hostPathOf('spire-agent-admin-socket-dir').path).toBe(socketDir);
+    expect(mountOf(driver, 'spire-agent-admin-socket-dir').mountPath).toBe(socketDir);
+    expect(agentDoc).toContain(`admin_socket_path = "${driverConfig().adminSocketPath}"`);
+    expect(agentDoc).toContain(`path: ${socketDir}`);
+  });
+
+  it('serves metrics and health on the port named metrics', () => {
+    const port = driver.ports?.find((p) => p.name === 'metrics');
+    expect(port?.containerPort).toBe(9809);
+    expect(driverConfig().metricsAddress?.endsWith(`:${port?.containerPort}`)).toBe(true);
+  });
+
+  it('checks liveness on /healthz and readiness on /readyz, both on the driver itself', () => {
+    expect(driver.livenessProbe?.httpGet).toMatchObject({ path: '/healthz', port: 'metrics' });
+    expect(driver.readinessProbe?.httpGet).toMatchObject({ path: '/readyz', port: 'metrics' });
+    if (driver.startupProbe) expect(driver.startupProbe.httpGet?.path).toBe('/healthz');
+  });
+
+  it('never restarts a container because the SPIRE agent is unreachable', () => {
+    // /readyz and the livenessprobe sidecar (CSI Probe) both fail while the agent is down.
+    const agentDependentPorts = new Set<string | number>();
+    for (const c of podSpec.containers.filter((c) => /sig-storage\/livenessprobe/.test(c.image ?? ''))) {
+      for (const p of c.ports ?? []) {
+        agentDependentPorts.add(p.containerPort);
+        if (p.name) agentDependentPorts.add(p.name);
+      }
+    }
+    for (const c of podSpec.containers) {
+      for (const probe of [c.livenessProbe, c.startupProbe]) {
+        const get = probe?.httpGet;
+        if (!get) continue;
+        expect(get.path, `${c.name} liveness/startup probe`).not.toBe('/readyz');
+        expect(agentDependentPorts.has(get.port), `${c.name} probes the livenessprobe sidecar`).toBe(false);
+      }
+    }
+  });
+
+  it('probes every container over HTTP on a declared port', () => {
+    for (const c of podSpec.containers) {
+      const declared = new Set<string | number>((c.ports ?? []).flatMap((p) => [p.containerPort, ...(p.name ? [p.name] : [])]));
+      for (const probe of probesOf(c)) {
+        if (probe?.httpGet) expect(declared.has(probe.httpGet.port), `${c.name} probe port ${probe.httpGet.port}`).toBe(true);
+      }
+      expect(c.livenessProbe, `${c.name} has a liveness probe`).toBeDefined();
+    }
+  });
+
+  it('sets requests and a memory limit on every container', () => {
+    for (const c of podSpec.containers) {
+      expect(c.resources?.requests?.cpu, c.name).toBeDefined();
+      expect(c.resources?.requests?.memory, c.name).toBeDefined();
+      expect(c.resources?.limits?.memory, c.name).toBeDefined();
+    }
+  });
+});
+
+describe('example pod', () => {
+  const spec = examplePod.spec!;
+  const csiVolumes = (spec.volumes ?? []).filter((v) => v.csi !== undefined);
+
+  it('mounts a read-only csi.spire.io volume with documented attributes only', () => {
+    expect(csiVolumes).toHaveLength(1);
+    const csi = csiVolumes[0]!.csi!;
+    expect(csi.driver).toBe(csiDriver.metadata?.name);
+    expect(csi.readOnly).toBe(true);
+    const valid = SPIRE_ATTRIBUTES.map((a) => `${SPIRE_ATTRIBUTE_PREFIX}${a}`);
+    for (const key of Object.keys(csi.volumeAttributes ?? {})) expect(valid).toContain(key);
+  });
+
+  it('points SPIFFE_CREDENTIAL_FOLDER at the read-only mount and sets an fsGroup', () => {
+    const volume = csiVolumes[0]!;
+    for (const c of spec.containers) {
+      const mount = mountOf(c, volume.name);
+      expect(mount.readOnly).toBe(true);
+      expect(c.env?.find((e) => e.name === 'SPIFFE_CREDENTIAL_FOLDER')?.value).toBe(mount.mountPath);
+    }
+    expect(typeof spec.securityContext?.fsGroup).toBe('number');
+  });
+
+  it('is accepted by the driver as kubelet would send it', () => {
+    const volume = csiVolumes[0]!;
+    const uid = '3f1f5a0e-9f0a-4c57-8a51-0d7c1f0c2b11';
+    const fsGroup = spec.securityContext!.fsGroup!;
+    const request = {
+      volume_id: 'csi-0123456789abcdef',
+      target_path: `${driverConfig().kubeletRoot}/pods/${uid}/volumes/kubernetes.io~csi/${volume.name}/mount`,
+      volume_capability: {
+        access_type: 'mount' as const,
+        mount: { fs_type: '', mount_flags: [], volume_mount_group: String(fsGroup) },
+        access_mode: { mode: 'SINGLE_NODE_WRITER' as const },
+      },
+      readonly: volume.csi!.readOnly,
+      volume_context: {
+        ...volume.csi!.volumeAttributes,
+        [POD_INFO_KEYS.name]: examplePod.metadata!.name!,
+        [POD_INFO_KEYS.namespace]: 'default',
+        [POD_INFO_KEYS.uid]: uid,
+        [POD_INFO_KEYS.serviceAccount]: spec.serviceAccountName ?? 'default',
+        [EPHEMERAL_KEY]: 'true',
+      },
+    };
+    const published = validatePublishRequest(request, { kubeletRoot: driverConfig().kubeletRoot });
+    expect(published.fsGroup).toBe(fsGroup);
+    expect(published.pod.uid).toBe(uid);
+  });
+});
+
+describe('SPIRE registration', () => {
+  const data = {
+    TrustDomain: EXAMPLE_TRUST_DOMAIN,
+    'PodMeta.Namespace': 'default',
+    'PodSpec.ServiceAccountName': 'default',
+  };
+
+  it('renders valid SPIFFE IDs in the trust domain', () => {
+    for (const file of ['clusterspiffeid-driver.yaml', 'clusterspiffeid-workloads.yaml']) {
+      const id = SpiffeId.parse(renderTemplate(String(clusterSpiffeId(file).spec.spiffeIDTemplate), data));
+      expect(id.trustDomain.name).toBe(EXAMPLE_TRUST_DOMAIN);
+    }
+    const workload = renderTemplate(String(clusterSpiffeId('clusterspiffeid-workloads.yaml').spec.spiffeIDTemplate), data);
+    expect(workload).toBe('spiffe://example.org/ns/default/sa/default');
+  });
+
+  it("gives the driver pods the ID spire-agent.md lists in authorized_delegates", () => {
+    const spec = clusterSpiffeId('clusterspiffeid-driver.yaml').spec;
+    const driverId = renderTemplate(String(spec.spiffeIDTemplate), data);
+    expect(authorizedDelegates()).toEqual([driverId]);
+    expect(agentDoc).toMatch(new RegExp(`-spiffeID ${driverId.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}\\s`));
+
+    const namespaceSelector = spec.namespaceSelector as { matchLabels?: Record<string, string> };
+    expect(namespaceSelector.matchLabels?.['kubernetes.io/metadata.name']).toBe(daemonSet.metadata?.namespace);
+    const podSelector = spec.podSelector as { matchLabels?: Record<string, string> };
+    expect(daemonSet.spec!.template.metadata?.labels).toMatchObject(podSelector.matchLabels ?? {});
+    expect(spec.workloadSelectorTemplates).toContain(`k8s:sa:${podSpec.serviceAccountName}`);
+    expect(agentDoc).toContain(`-selector k8s:ns:${daemonSet.metadata?.namespace}`);
+    expect(agentDoc).toContain(`-selector k8s:sa:${podSpec.serviceAccountName}`);
+  });
+
+  it('keeps workload identities off the driver pods', () => {
+    const selector = clusterSpiffeId('clusterspiffeid-workloads.yaml').spec.namespaceSelector as {
+      matchExpressions?: { key: string; operator: string; values?: string[] }[];
+    };
+    const excluded = selector.matchExpressions?.find(
+      (e) => e.key === 'kubernetes.io/metadata.name' && e.operator === 'NotIn',
+    );
+    expect(excluded?.values).toContain(daemonSet.metadata?.namespace);
+  });
+});
+
+describe('kustomization.yaml', () => {
+  const kustomization = only<{ resources?: unknown; images?: unknown }>('kustomize.config.k8s.io/v1beta1', 'Kustomization');
+  const resources = kustomization.resources as string[];
+
+  it('lists existing files only', () => {
+    expect(Array.isArray(resources) && resources.every((r) => typeof r === 'string')).toBe(true);
+    for (const resource of resources) expect(existsSync(join(DEPLOY, resource)), resource).toBe(true);
+    expect(new Set(resources).size).toBe(resources.length);
+  });
+
+  it('lists every manifest file except the ones applied separately', () => {
+    const manifestFiles = [...new Set(K8S_OBJECTS.map((l) => l.file))].sort();
+    const separate = Object.keys(APPLIED_SEPARATELY);
+    for (const file of resources) expect(separate, `${file} is both listed and applied separately`).not.toContain(file);
+    expect([...resources, ...separate.filter((f) => manifestFiles.includes(f))].sort()).toEqual(manifestFiles);
+  });
+
+  it('installs the namespace, service account, CSIDriver and DaemonSet', () => {
+    const kinds = K8S_OBJECTS.filter((l) => resources.includes(l.file)).map((l) => l.obj.kind);
+    expect(kinds.sort()).toEqual(['CSIDriver', 'DaemonSet', 'Namespace', 'ServiceAccount']);
+  });
+
+  it("rewrites the driver's image", () => {
+    const images = kustomization.images as { name: string; newTag?: string }[];
+    const [name, tag] = driver.image!.split(':');
+    const entry = images.find((i) => i.name === name);
+    expect(entry).toBeDefined();
+    expect(entry?.newTag).toBe(tag);
+  });
+});
+
+describe('Dockerfile', () => {
+  interface Instruction {
+    readonly keyword: string;
+    readonly args: string;
+  }
+
+  function parseDockerfile(text: string): Instruction[][] {
+    const joined = text.replace(/\\\r?\n/g, ' ');
+    const stages: Instruction[][] = [];
+    for (const raw of joined.split(/\r?\n/)) {
+      const line = raw.trim();
+      if (line === '' || line.startsWith('#')) continue;
+      const match = /^(\S+)\s+(.*)$/.exec(line);
+      if (!match) throw new Error(`Dockerfile line "${line}" has no arguments`);
+      const instruction = { keyword: match[1]!.toUpperCase(), args: match[2]!.trim() };
+      if (instruction.keyword === 'FROM') stages.push([]);
+      if (stages.length === 0) throw new Error(`Dockerfile: ${instruction.keyword} before the first FROM`);
+      stages[stages.length - 1]!.push(instruction);
+    }
+    return stages;
+  }
+
+  const stages = parseDockerfile(readFileSync(join(DEPLOY, 'Dockerfile'), 'utf8'));
+  const runtime = stages[stages.length - 1]!;
+  const args = (stage: Instruction[], keyword: string) => stage.filter((i) => i.keyword === keyword).map((i) => i.args);
+
+  it('builds in stages, all on node:24-slim', () => {
+    expect(stages.length).toBeGreaterThanOrEqual(2);
+    for (const stage of stages) expect(stage[0]!.args).toMatch(/^node:24-slim(@sha256:[0-9a-f]{64})?(\s+AS\s+\S+)?$/i);
+  });
+
+  it('compiles with all dependencies but ships production dependencies only', () => {
+    const build = stages.find((s) => args(s, 'RUN').some((r) => r.includes('npm run build')));
+    expect(build).toBeDefined();
+    expect(build).not.toBe(runtime);
+    expect(args(build!, 'RUN').some((r) => /npm ci(?!.*--omit=dev)/.test(r))).toBe(true);
+    const installs = stages.flatMap((s) => args(s, 'RUN')).filter((r) => /npm ci/.test(r) && r.includes('--omit=dev'));
+    expect(installs.length).toBeGreaterThan(0);
+    expect(installs.every((r) => r.includes('--workspace @spire-csi/driver'))).toBe(true);
+    expect(args(runtime, 'RUN').some((r) => /npm (ci|install|run)/.test(r))).toBe(false);
+  });
+
+  it('ships mount(8), the built driver with its protos inside, and the SDK build', () => {
+    expect(args(runtime, 'RUN').some((r) => /apt-get install[^&]*\bmount\b/.test(r))).toBe(true);
+    const copies = args(runtime, 'COPY');
+    expect(copies.some((c) => /--from=\S+\s+\S*driver\/dist\s/.test(c))).toBe(true);
+    expect(copies.some((c) => /--from=\S+\s+\S*sdk\/dist\s/.test(c))).toBe(true);
+    expect(copies.some((c) => /--from=\S+\s+\S*node_modules\s/.test(c))).toBe(true);
+  });
+
+  it("runs the driver's bin as root", () => {
+    const entrypoint = args(runtime, 'ENTRYPOINT');
+    expect(entrypoint).toHaveLength(1);
+    const argv = JSON.parse(entrypoint[0]!) as string[];
+    const pkg = JSON.parse(readFileSync(join(REPO, 'driver', 'package.json'), 'utf8')) as { bin: Record<string, string> };
+    const bin = posix.normalize(pkg.bin['spire-csi-driver']!);
+    expect(argv).toEqual(['node', posix.join('/app/driver', bin)]);
+    expect(args(runtime, 'WORKDIR')).toContain('/app');
+    for (const user of args(runtime, 'USER')) expect(user).toMatch(/^(root|0)$/);
+    expect(dirname(posix.join('/app/driver', bin))).toBe('/app/driver/dist');
+  });
+});

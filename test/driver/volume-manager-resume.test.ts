@@ -78,7 +78,10 @@ describe.skipIf(!isRoot)('VolumeManager restart', () => {
     const second = h.manager();
     await second.resumeAll();
     expect(await h.mountIds(spec.targetPath)).toHaveLength(1);
-    await waitFor(() => present(join(spec.targetPath, 'credential-bundle.pem')), { message: 'files after remount' });
+    // Visible links appear one by one after the ..data swap; wait for the last one we read.
+    await waitFor(async () => (await present(join(spec.targetPath, 'credential-bundle.pem'))) && present(join(spec.targetPath, 'identity.json')), {
+      message: 'files after remount',
+    });
     expect(JSON.parse(await readFile(join(spec.targetPath, 'identity.json'), 'utf8')).spiffeId).toBe('spiffe://example.org/web');
   });
 

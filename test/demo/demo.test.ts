@@ -1,0 +1,151 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { chown, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, it, type ExpectStatic, type TestContext } from 'vitest';
+import { isRoot, mountsUnder, unmountUnder } from '../helpers/driver-harness.js';
+import { waitFor } from '../helpers/wait-for.js';
+
+const DEMO = fileURLToPath(new URL('../../driver/dist/demo/main.js', import.meta.url));
+const NOBODY = 65_534;
+
+interface DemoRun {
+  readonly child: ChildProcess;
+  /** stdout and stderr so far. */
+  output(): string;
+  readonly exited: Promise<number | null>;
+}
+
+/**
+ * A scratch parent folder for one test and a way to start the demo in it. When the test ends,
+ * a demo still running is killed and anything it left (mounts included) is removed. Takes the
+ * test's own onTestFinished: the global one may attach to another test when tests run concurrently.
+ */
+async function scratch(
+  onTestFinished: TestContext['onTestFinished'],
+): Promise<{ folder: string; start(args: readonly string[], as?: { uid: number; gid: number }): DemoRun }> {
+  const folder = await mkdtemp(join(tmpdir(), 'spire-csi-demo-test-'));
+  const runs: DemoRun[] = [];
+  onTestFinished(async () => {
+    for (const run of runs) {
+      if (run.child.exitCode === null && run.child.signalCode === null) run.child.kill('SIGKILL');
+      await run.exited;
+    }
+    await unmountUnder(folder);
+    await rm(folder, { recursive: true, force: true });
+  });
+  return {
+    folder,
+    start(args, as) {
+      const child = spawn(process.execPath, [DEMO, ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...as });
+      let text = '';
+      child.stdout!.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
+      child.stderr!.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      const run = { child, output: () => text, exited };
+      runs.push(run);
+      return run;
+    },
+  };
+}
+
+interface Rotation {
+  readonly from: string;
+  readonly to: string;
+}
+
+/** The client-side rotation lines of the plain output, in order. */
+function clientRotations(output: string): Rotation[] {
+  return [...output.matchAll(/rotation #\d+ client \S+ serial ([0-9A-F]+) -> ([0-9A-F]+)/g)].map((m) => ({ from: m[1]!, to: m[2]! }));
+}
+
+function summaryNumber(output: string, label: string): number {
+  const match = new RegExp(`^\\s*${label}: (\\d+)`, 'm').exec(output);
+  if (match === null) throw new Error(`no "${label}" line in the demo output:\n${output}`);
+  return Number(match[1]);
+}
+
+async function expectCleanedUp(expect: ExpectStatic, folder: string): Promise<void> {
+  expect(await mountsUnder(folder)).toEqual([]);
+  expect(await readdir(folder)).toEqual([]);
+}
+
+// Concurrent: each run spends most of its time waiting for rotations, in its own folder.
+describe.concurrent('npm run demo (the built demo)', () => {
+  beforeAll(() => {
+    if (!existsSync(DEMO)) throw new Error(`${DEMO} is missing: run \`npm run build\` first (\`npm test\` does)`);
+  });
+
+  it('--help lists the knobs', async ({ expect, onTestFinished }) => {
+    const run = (await scratch(onTestFinished)).start(['--help']);
+    expect(await run.exited).toBe(0);
+    for (const knob of ['--rotation', '--trust-domain', '--folder', '--duration', '--rotations', '--plain']) {
+      expect(run.output()).toContain(knob);
+    }
+  });
+
+  it('rejects a bad option, saying which', async ({ expect, onTestFinished }) => {
+    const run = (await scratch(onTestFinished)).start(['--rotation', 'soon']);
+    expect(await run.exited).toBe(2);
+    expect(run.output()).toContain('--rotation');
+  });
+
+  it('runs until the client saw 3 rotations, never fails a request and leaves nothing behind', async ({ expect, onTestFinished }) => {
+    const { folder, start } = await scratch(onTestFinished);
+    const run = start(['--rotation', '2s', '--rotations', '3', '--plain', '--folder', folder]);
+    const code = await run.exited;
+    const output = run.output();
+    expect(code, output).toBe(0);
+
+    const rotations = clientRotations(output);
+    expect(rotations.length, output).toBeGreaterThanOrEqual(3);
+    for (const [i, rotation] of rotations.entries()) {
+      expect(rotation.to).not.toBe(rotation.from);
+      if (i > 0) expect(rotation.from).toBe(rotations[i - 1]!.to);
+    }
+    expect(new Set(rotations.map((r) => r.to)).size).toBe(rotations.length);
+    expect(output).toContain('spiffe://example.org/ns/demo/sa/client');
+    expect(output).toContain('spiffe://example.org/ns/demo/sa/server');
+
+    expect(summaryNumber(output, 'rotations seen by the client SDK')).toBeGreaterThanOrEqual(3);
+    expect(summaryNumber(output, 'requests ok')).toBeGreaterThan(0);
+    expect(summaryNumber(output, 'requests failed')).toBe(0);
+    expect(output).not.toContain('request failed');
+    expect(output).toMatch(/logs were in: \S+demo\.log/);
+    await expectCleanedUp(expect, folder);
+  });
+
+  it('stops on SIGINT with exit 0 and cleans up', async ({ expect, onTestFinished }) => {
+    const { folder, start } = await scratch(onTestFinished);
+    const run = start(['--rotation', '2s', '--plain', '--folder', folder]);
+    await waitFor(() => run.output().includes('client pod: a request every') || run.child.exitCode !== null, {
+      timeoutMs: 20_000,
+      message: 'the demo to start its client',
+    });
+    expect(run.child.exitCode, run.output()).toBeNull();
+    if (isRoot) expect((await mountsUnder(folder)).length).toBe(2);
+    run.child.kill('SIGINT');
+    const code = await run.exited;
+    const output = run.output();
+    expect(code, output).toBe(0);
+    expect(output).toContain('stopping: SIGINT received');
+    expect(summaryNumber(output, 'requests failed')).toBe(0);
+    await expectCleanedUp(expect, folder);
+  });
+
+  it.skipIf(!isRoot)('without root, says so and uses plain folders, and still cleans up', async ({ expect, onTestFinished }) => {
+    const { folder, start } = await scratch(onTestFinished);
+    await chown(folder, NOBODY, NOBODY);
+    const run = start(['--rotation', '2s', '--rotations', '1', '--plain', '--folder', folder], { uid: NOBODY, gid: NOBODY });
+    const code = await run.exited;
+    const output = run.output();
+    expect(code, output).toBe(0);
+    expect(output).toContain('not running as root');
+    expect(output).toMatch(/published the client pod's volume \(folder\)/);
+    expect(clientRotations(output).length).toBeGreaterThanOrEqual(1);
+    expect(summaryNumber(output, 'requests failed')).toBe(0);
+    await expectCleanedUp(expect, folder);
+  });
+});

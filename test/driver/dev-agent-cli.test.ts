@@ -17,6 +17,7 @@ describe('dev-agent command line', () => {
       trustDomain: 'example.org',
       registrationsFile: '/etc/regs.json',
       svidTtlMs: 3_600_000,
+      jwtSvidTtlMs: 300_000,
       logLevel: 'info',
     });
     expect(parseDevAgentArgs([...base, '--svid-ttl', '5m', '--trust-domain', 'spiffe://other.org'], {})).toMatchObject({

@@ -91,7 +91,10 @@ describe.skipIf(!isRoot)('driver end to end (kubelet emulator, dev agent, real t
     expect((await stat(join(target, 'svid_key.pem'))).gid).toBe(2000);
     expect(await readlink(join(target, '..data'))).not.toBe(data);
     // Only the current payload directory remains after a swap.
-    expect((await readdir(target)).filter((name) => name.startsWith('..') && name !== '..data')).toHaveLength(1);
+    // The old payload directory is removed right after the swap; only the current one remains.
+    await waitFor(async () => (await readdir(target)).filter((name) => name.startsWith('..') && name !== '..data').length === 1, {
+      message: 'the previous payload directory to be removed',
+    });
 
     await h.kubelet.unpublish(volume);
     expect(existsSync(target)).toBe(false);

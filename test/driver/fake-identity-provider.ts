@@ -1,8 +1,10 @@
 import { EventEmitter } from 'node:events';
 import type {
   AgentError,
+  AgentJwtSvid,
   BundleUpdate,
   IdentityProvider,
+  JwtBundleUpdate,
   Selector,
   Subscription,
   X509SvidHandlers,
@@ -26,6 +28,12 @@ export class FakeIdentityProvider extends EventEmitter implements IdentityProvid
   readonly streams: FakeStream[] = [];
   /** Answers each new subscription (asynchronously, like a stream); undefined sends nothing. */
   respond: ((selectors: readonly Selector[]) => X509SvidUpdate | undefined) | undefined;
+  private jwtBundles: JwtBundleUpdate | undefined;
+  private readonly jwtBundleListeners = new Set<(bundles: JwtBundleUpdate) => void>();
+  /** Every FetchJWTSVIDs call, in order. */
+  readonly jwtFetches: { selectors: readonly Selector[]; audiences: readonly string[] }[] = [];
+  /** Answers FetchJWTSVIDs; throw (an AgentError) to fail the call. Unset: no entry matches ([]). */
+  respondJwt: ((selectors: readonly Selector[], audiences: readonly string[]) => AgentJwtSvid[] | Promise<AgentJwtSvid[]>) | undefined;
 
   watchBundles(listener: (bundles: BundleUpdate) => void): () => void {
     this.bundleListeners.add(listener);
@@ -47,6 +55,30 @@ export class FakeIdentityProvider extends EventEmitter implements IdentityProvid
         stream.closed = true;
       },
     };
+  }
+
+  async fetchJwtSvids(selectors: readonly Selector[], audiences: readonly string[]): Promise<AgentJwtSvid[]> {
+    this.jwtFetches.push({ selectors, audiences });
+    // Asynchronous like a real call, so callers never see the answer within the same tick.
+    await Promise.resolve();
+    return (await this.respondJwt?.(selectors, audiences)) ?? [];
+  }
+
+  watchJwtBundles(listener: (bundles: JwtBundleUpdate) => void): () => void {
+    this.jwtBundleListeners.add(listener);
+    if (this.jwtBundles !== undefined) listener(this.jwtBundles);
+    return () => {
+      this.jwtBundleListeners.delete(listener);
+    };
+  }
+
+  setJwtBundles(bundles: JwtBundleUpdate): void {
+    this.jwtBundles = bundles;
+    for (const listener of this.jwtBundleListeners) listener(bundles);
+  }
+
+  get jwtBundleListenerCount(): number {
+    return this.jwtBundleListeners.size;
   }
 
   get openStreams(): FakeStream[] {
@@ -81,5 +113,6 @@ export class FakeIdentityProvider extends EventEmitter implements IdentityProvid
   async close(): Promise<void> {
     for (const stream of this.streams) stream.closed = true;
     this.bundleListeners.clear();
+    this.jwtBundleListeners.clear();
   }
 }

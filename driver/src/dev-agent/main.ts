@@ -12,11 +12,12 @@ export const DEV_AGENT_OPTIONS: readonly OptionSpec[] = [
   { flag: 'trust-domain', env: 'SPIRE_CSI_DEV_AGENT_TRUST_DOMAIN', required: true, help: 'trust domain of the SVIDs it issues, e.g. example.org' },
   { flag: 'registrations', env: 'SPIRE_CSI_DEV_AGENT_REGISTRATIONS', required: true, help: 'registration JSON file (entries + federatedTrustDomains); SIGHUP reloads it' },
   { flag: 'svid-ttl', env: 'SPIRE_CSI_DEV_AGENT_SVID_TTL', default: '1h', help: 'X509-SVID lifetime; SVIDs are reissued at half-life' },
+  { flag: 'jwt-svid-ttl', env: 'SPIRE_CSI_DEV_AGENT_JWT_SVID_TTL', default: '5m', help: 'JWT-SVID lifetime; every FetchJWTSVIDs signs fresh tokens' },
   { flag: 'log-level', env: 'SPIRE_CSI_LOG_LEVEL', default: 'info', help: 'trace, debug, info, warn, error or fatal' },
 ];
 
 const USAGE =
-  'Usage: spire-csi-driver dev-agent --socket PATH --trust-domain example.org --registrations FILE [--svid-ttl 1h]\n\n' +
+  'Usage: spire-csi-driver dev-agent --socket PATH --trust-domain example.org --registrations FILE [--svid-ttl 1h] [--jwt-svid-ttl 5m]\n\n' +
   'DEVELOPMENT ONLY: a stand-in for a SPIRE agent\'s admin socket that serves the Delegated Identity API\n' +
   'from an in-memory CA. It attests nothing and trusts every caller; never use it in production.';
 
@@ -25,6 +26,7 @@ export interface DevAgentSettings {
   readonly trustDomain: string;
   readonly registrationsFile: string;
   readonly svidTtlMs: number;
+  readonly jwtSvidTtlMs: number;
   readonly logLevel: LogLevel;
 }
 
@@ -45,9 +47,11 @@ export function parseDevAgentArgs(argv: readonly string[], env: NodeJS.ProcessEn
   }
   const svidTtlMs = parseDuration(get('svid-ttl'), '--svid-ttl');
   if (svidTtlMs < MIN_TTL_MS) throw new ConfigError(`--svid-ttl must be at least 1s, got "${get('svid-ttl')}"`);
+  const jwtSvidTtlMs = parseDuration(get('jwt-svid-ttl'), '--jwt-svid-ttl');
+  if (jwtSvidTtlMs < MIN_TTL_MS) throw new ConfigError(`--jwt-svid-ttl must be at least 1s, got "${get('jwt-svid-ttl')}"`);
   const logLevel = get('log-level') as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`--log-level "${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
-  return { socketPath: get('socket'), trustDomain, registrationsFile: get('registrations'), svidTtlMs, logLevel };
+  return { socketPath: get('socket'), trustDomain, registrationsFile: get('registrations'), svidTtlMs, jwtSvidTtlMs, logLevel };
 }
 
 export function devAgentHelp(): string {
@@ -79,6 +83,7 @@ export async function runDevAgent(argv: readonly string[], env: NodeJS.ProcessEn
     trustDomain: settings.trustDomain,
     registrationsFile: settings.registrationsFile,
     svidTtlMs: settings.svidTtlMs,
+    jwtSvidTtlMs: settings.jwtSvidTtlMs,
     logger,
   });
   try {

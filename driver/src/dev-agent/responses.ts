@@ -1,8 +1,14 @@
 import { status } from '@grpc/grpc-js';
 import { SpiffeId } from '@spire-csi/sdk';
 import type { Selector } from '../spire/identity-provider.js';
-import type { WireSubscribeToX509SvidsRequest, WireSubscribeToX509SvidsResponse } from '../spire/wire.js';
+import type {
+  WireFetchJwtSvidsRequest,
+  WireJwtSvid,
+  WireSubscribeToX509SvidsRequest,
+  WireSubscribeToX509SvidsResponse,
+} from '../spire/wire.js';
 import type { IssuedSvid } from './ca.js';
+import type { IssuedJwtSvid } from './jwt-authority.js';
 import { entryKey } from './matcher.js';
 import type { RegistrationEntry } from './registrations.js';
 
@@ -13,8 +19,24 @@ export interface RequestProblem {
 
 /** Checks a SubscribeToX509SVIDs request the way SPIRE does, minus PID attestation (not offered here). */
 export function checkSvidRequest(request: WireSubscribeToX509SvidsRequest): Selector[] | RequestProblem {
-  const selectors = request.selectors ?? [];
-  const pid = request.pid ?? 0;
+  return checkWorkload(request.selectors ?? [], request.pid ?? 0);
+}
+
+export interface JwtSvidRequest {
+  readonly selectors: Selector[];
+  readonly audiences: string[];
+}
+
+/** Checks a FetchJWTSVIDs request as SPIRE does: the audience first, then the workload. */
+export function checkJwtSvidRequest(request: WireFetchJwtSvidsRequest): JwtSvidRequest | RequestProblem {
+  const audiences = request.audience ?? [];
+  if (audiences.length === 0) return { code: status.INVALID_ARGUMENT, details: 'audience must be specified' };
+  const selectors = checkWorkload(request.selectors ?? [], request.pid ?? 0);
+  if (!Array.isArray(selectors)) return selectors;
+  return { selectors, audiences: [...audiences] };
+}
+
+function checkWorkload(selectors: readonly { type: string; value: string }[], pid: number): Selector[] | RequestProblem {
   if (pid !== 0 && selectors.length > 0) {
     return { code: status.INVALID_ARGUMENT, details: 'cannot use both selectors and pid' };
   }
@@ -68,4 +90,16 @@ export function buildSvidResponse(
     federates_with,
   ]);
   return { message: { x509_svids, federates_with }, fingerprint };
+}
+
+/** A FetchJWTSVIDs answer entry for one matched entry, shaped as SPIRE sends it. */
+export function jwtSvidToWire(entry: RegistrationEntry, issued: IssuedJwtSvid): WireJwtSvid {
+  const id = SpiffeId.parse(entry.spiffeId);
+  return {
+    token: issued.token,
+    id: { trust_domain: id.trustDomain.name, path: id.path },
+    expires_at: String(Math.floor(issued.expiresAt.getTime() / 1000)),
+    issued_at: String(Math.floor(issued.issuedAt.getTime() / 1000)),
+    hint: entry.hint,
+  };
 }

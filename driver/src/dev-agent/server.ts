@@ -9,9 +9,12 @@ import {
 import { silentLogger, type Logger } from '@spire-csi/sdk';
 import { loadProtos } from '../proto/load.js';
 import { endWithStatus, UnixGrpcEndpoint } from './grpc-endpoint.js';
+import type { JwtAuthority } from './jwt-authority.js';
 import { parseRegistrations, RegistrationError, type RegistrationEntry, type Registrations } from './registrations.js';
-import { checkSvidRequest } from './responses.js';
-import { StreamHub, type BundleCall, type SvidCall } from './stream-hub.js';
+import type { WireFetchJwtSvidsRequest, WireFetchJwtSvidsResponse } from '../spire/wire.js';
+import { matchEntries } from './matcher.js';
+import { checkJwtSvidRequest, checkSvidRequest, jwtSvidToWire, type JwtSvidRequest } from './responses.js';
+import { StreamHub, type BundleCall, type JwtBundleCall, type SvidCall } from './stream-hub.js';
 import { SvidCache } from './svid-cache.js';
 import { TrustStore } from './trust-store.js';
 
@@ -23,6 +26,8 @@ export interface DevAgentOptions {
   readonly registrationsFile?: string;
   /** Default 1 h. SVIDs are reissued at half-life. */
   readonly svidTtlMs?: number;
+  /** Lifetime of each JWT-SVID. Default 5 min; every FetchJWTSVIDs signs fresh tokens. */
+  readonly jwtSvidTtlMs?: number;
   readonly logger?: Logger;
   readonly clock?: { now(): number };
   readonly protoDir?: string;
@@ -33,6 +38,7 @@ export interface DevAgentOptions {
 const BANNER = '*** spire-csi dev-agent: DEVELOPMENT ONLY — NOT A SPIRE AGENT, do not use in production ***';
 const NOT_A_DELEGATE = 'caller not configured as an authorized delegate';
 const MAX_TIMER_MS = 2_147_483_647;
+export const DEFAULT_JWT_SVID_TTL_MS = 5 * 60_000;
 
 /**
  * A development stand-in for a SPIRE agent's admin socket: it serves the real Delegated Identity
@@ -44,6 +50,7 @@ export class DevAgent {
   private readonly logger: Logger;
   private readonly now: () => number;
   private readonly svidTtlMs: number;
+  private jwtSvidTtlMs: number;
   private registrations: Registrations;
   private trust: TrustStore | null = null;
   private readonly svids: SvidCache;
@@ -61,6 +68,7 @@ export class DevAgent {
     this.logger = options.logger ?? silentLogger;
     this.now = options.clock ? () => options.clock!.now() : Date.now;
     this.svidTtlMs = options.svidTtlMs ?? 3_600_000;
+    this.jwtSvidTtlMs = options.jwtSvidTtlMs ?? DEFAULT_JWT_SVID_TTL_MS;
     this.registrations = options.registrations ?? { entries: [], federatedTrustDomains: [] };
     this.denyAll = options.denyAll ?? false;
     this.svids = new SvidCache((entry) => this.store.current.issueSvid(entry.spiffeId, this.svidTtlMs), this.now);
@@ -78,9 +86,23 @@ export class DevAgent {
     return this.hub.counts;
   }
 
+  get jwtBundleStreamCount(): number {
+    return this.hub.jwtBundleCount;
+  }
+
   /** The bundles as the agent currently sends them (keyed `spiffe://<td>`). */
   caCertificates(): Record<string, Buffer> {
     return this.store.caCertificates();
+  }
+
+  /** The JWT bundles as the agent currently sends them (keyed `spiffe://<td>`, JWKS JSON bytes). */
+  jwtBundles(): Record<string, Buffer> {
+    return this.store.jwtBundles();
+  }
+
+  /** Key ID of the JWT authority that signs new JWT-SVIDs. */
+  get jwtKeyId(): string {
+    return this.store.currentJwtAuthority.kid;
   }
 
   async start(): Promise<void> {
@@ -129,6 +151,29 @@ export class DevAgent {
 
   async dropOldCa(): Promise<void> {
     return this.serialize(async () => void this.store.dropPrevious());
+  }
+
+  /**
+   * New JWT signing key: it is published to the JWT bundle streams first and only then signs, so
+   * validators never see a token before its key; the old key stays published until
+   * dropOldJwtAuthority().
+   */
+  async rotateJwtAuthority(): Promise<void> {
+    let next: JwtAuthority | undefined;
+    await this.serialize(async () => {
+      next = await this.store.prepareJwt();
+    });
+    await this.serialize(async () => this.store.activateJwt(next!));
+  }
+
+  /** Lifetime of JWT-SVIDs signed from now on (tests shorten it to watch refreshes). */
+  setJwtSvidTtl(ttlMs: number): void {
+    if (!(ttlMs >= 1000)) throw new RangeError(`dev-agent: JWT-SVID TTL must be at least 1 s, got ${ttlMs} ms`);
+    this.jwtSvidTtlMs = ttlMs;
+  }
+
+  async dropOldJwtAuthority(): Promise<void> {
+    return this.serialize(async () => void this.store.dropPreviousJwt());
   }
 
   async addFederatedTrustDomain(trustDomain: string): Promise<void> {
@@ -231,13 +276,39 @@ export class DevAgent {
         this.hub.addBundleStream(call);
         void this.requestPush();
       },
-      FetchJWTSVIDs: (_call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
-        callback({ code: status.UNIMPLEMENTED, details: 'dev-agent: JWT-SVIDs are not implemented yet' });
+      FetchJWTSVIDs: (
+        call: ServerUnaryCall<WireFetchJwtSvidsRequest, WireFetchJwtSvidsResponse>,
+        callback: sendUnaryData<WireFetchJwtSvidsResponse>,
+      ) => {
+        if (this.denyAll) return callback({ code: status.PERMISSION_DENIED, details: NOT_A_DELEGATE });
+        const checked = checkJwtSvidRequest(call.request);
+        if ('code' in checked) return callback({ code: checked.code, details: checked.details });
+        this.issueJwtSvids(checked).then(
+          (response) => callback(null, response),
+          (error: unknown) => {
+            this.logger.error({ err: (error as Error).message }, 'dev-agent: issuing JWT-SVIDs failed');
+            callback({ code: status.INTERNAL, details: 'dev-agent: issuing JWT-SVIDs failed' });
+          },
+        );
       },
-      SubscribeToJWTBundles: (call: ServerWritableStream<unknown, unknown>) => {
-        endWithStatus(call, status.UNIMPLEMENTED, 'dev-agent: JWT bundles are not implemented yet');
+      SubscribeToJWTBundles: (call: JwtBundleCall) => {
+        if (this.refuse(call)) return;
+        this.hub.addJwtBundleStream(call);
+        void this.requestPush();
       },
     };
+  }
+
+  /** One fresh token per matching entry, like SPIRE's FetchJWTSVIDs (an empty list when none match). */
+  private async issueJwtSvids(request: JwtSvidRequest): Promise<WireFetchJwtSvidsResponse> {
+    const entries = matchEntries(this.registrations.entries, request.selectors);
+    const signer = this.store.currentJwtAuthority;
+    const now = this.now();
+    const svids = await Promise.all(
+      entries.map(async (entry) => jwtSvidToWire(entry, await signer.issue(entry.spiffeId, request.audiences, this.jwtSvidTtlMs, now))),
+    );
+    this.logger.debug({ ids: entries.map((e) => e.spiffeId), audiences: request.audiences }, 'dev-agent: issued JWT-SVIDs');
+    return { svids };
   }
 
   private refuse(call: ServerWritableStream<unknown, unknown>): boolean {

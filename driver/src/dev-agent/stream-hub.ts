@@ -1,6 +1,10 @@
 import type { ServerWritableStream, status } from '@grpc/grpc-js';
 import type { Selector } from '../spire/identity-provider.js';
-import type { WireSubscribeToX509BundlesResponse, WireSubscribeToX509SvidsRequest } from '../spire/wire.js';
+import type {
+  WireSubscribeToJwtBundlesResponse,
+  WireSubscribeToX509BundlesResponse,
+  WireSubscribeToX509SvidsRequest,
+} from '../spire/wire.js';
 import { endWithStatus, writeMessage } from './grpc-endpoint.js';
 import { entryKey, matchEntries } from './matcher.js';
 import type { RegistrationEntry, Registrations } from './registrations.js';
@@ -10,6 +14,7 @@ import type { TrustStore } from './trust-store.js';
 
 export type SvidCall = ServerWritableStream<WireSubscribeToX509SvidsRequest, unknown>;
 export type BundleCall = ServerWritableStream<unknown, WireSubscribeToX509BundlesResponse>;
+export type JwtBundleCall = ServerWritableStream<unknown, WireSubscribeToJwtBundlesResponse>;
 
 interface SvidStream {
   readonly call: SvidCall;
@@ -26,6 +31,11 @@ interface BundleStream {
   version: number;
 }
 
+interface JwtBundleStream {
+  readonly call: JwtBundleCall;
+  version: number;
+}
+
 export interface AgentState {
   readonly trust: TrustStore;
   readonly registrations: Registrations;
@@ -33,16 +43,21 @@ export interface AgentState {
 }
 
 /**
- * The open subscriptions and how each is brought up to date: bundle streams get the bundle set
- * when its version moves; SVID streams get their full set when any part of it changes. SVIDs are
+ * The open subscriptions and how each is brought up to date: X.509 and JWT bundle streams get
+ * their bundle set when its version moves; SVID streams get their full set when any part of it changes. SVIDs are
  * issued once per matched entry for all streams together.
  */
 export class StreamHub {
   private readonly svidStreams = new Set<SvidStream>();
   private readonly bundleStreams = new Set<BundleStream>();
+  private readonly jwtBundleStreams = new Set<JwtBundleStream>();
 
   get counts(): { svid: number; bundle: number } {
     return { svid: this.svidStreams.size, bundle: this.bundleStreams.size };
+  }
+
+  get jwtBundleCount(): number {
+    return this.jwtBundleStreams.size;
   }
 
   addSvidStream(call: SvidCall, selectors: Selector[]): void {
@@ -57,10 +72,19 @@ export class StreamHub {
     call.on('cancelled', () => this.bundleStreams.delete(stream));
   }
 
+  addJwtBundleStream(call: JwtBundleCall): void {
+    const stream: JwtBundleStream = { call, version: -1 };
+    this.jwtBundleStreams.add(stream);
+    call.on('cancelled', () => this.jwtBundleStreams.delete(stream));
+  }
+
   endAll(code: status, details: string): void {
-    for (const stream of [...this.svidStreams, ...this.bundleStreams]) endWithStatus(stream.call, code, details);
+    for (const stream of [...this.svidStreams, ...this.bundleStreams, ...this.jwtBundleStreams]) {
+      endWithStatus(stream.call, code, details);
+    }
     this.svidStreams.clear();
     this.bundleStreams.clear();
+    this.jwtBundleStreams.clear();
   }
 
   async push({ trust, registrations, svids }: AgentState): Promise<void> {
@@ -69,6 +93,12 @@ export class StreamHub {
       if (stream.version === version) continue;
       stream.version = version;
       writeMessage(stream.call, { ca_certificates: trust.caCertificates() });
+    }
+    const jwtVersion = trust.jwtVersion;
+    for (const stream of this.jwtBundleStreams) {
+      if (stream.version === jwtVersion) continue;
+      stream.version = jwtVersion;
+      writeMessage(stream.call, { bundles: trust.jwtBundles() });
     }
 
     const used = new Map<string, RegistrationEntry>();

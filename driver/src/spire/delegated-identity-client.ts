@@ -1,12 +1,24 @@
 import { EventEmitter } from 'node:events';
 import { isAbsolute } from 'node:path';
-import { credentials, status, type ChannelOptions, type Client, type ClientReadableStream } from '@grpc/grpc-js';
+import {
+  credentials,
+  status,
+  type CallOptions,
+  type ChannelOptions,
+  type Client,
+  type ClientReadableStream,
+  type ClientUnaryCall,
+  type ServiceError,
+} from '@grpc/grpc-js';
 import { silentLogger, type Logger } from '@spire-csi/sdk';
 import { loadProtos } from '../proto/load.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
+import { agentErrorFromStatus } from './agent-errors.js';
 import {
   AgentError,
+  type AgentJwtSvid,
   type BundleUpdate,
+  type JwtBundleUpdate,
   type IdentityProvider,
   type Selector,
   type Subscription,
@@ -18,8 +30,13 @@ import { formatSelectors } from './selectors.js';
 import { systemTimers, type Timers } from './timers.js';
 import {
   bundleUpdateFromWire,
+  jwtBundleUpdateFromWire,
+  jwtSvidsFromWire,
   selectorsToWire,
   svidUpdateFromWire,
+  type WireFetchJwtSvidsRequest,
+  type WireFetchJwtSvidsResponse,
+  type WireSubscribeToJwtBundlesResponse,
   type WireSubscribeToX509BundlesResponse,
   type WireSubscribeToX509SvidsResponse,
 } from './wire.js';
@@ -33,20 +50,32 @@ export interface DelegatedIdentityClientOptions {
   /** Reconnect schedule for every stream (each stream keeps its own state). */
   readonly backoff?: BackoffOptions;
   readonly timers?: Timers;
+  /** Deadline of one FetchJWTSVIDs call. Default 30 s. */
+  readonly fetchTimeoutMs?: number;
 }
 
 const BUNDLES_RPC = 'SubscribeToX509Bundles';
 const SVIDS_RPC = 'SubscribeToX509SVIDs';
+const JWT_BUNDLES_RPC = 'SubscribeToJWTBundles';
+const FETCH_JWT_RPC = 'FetchJWTSVIDs';
+const DEFAULT_FETCH_TIMEOUT_MS = 30_000;
 
 interface DelegatedIdentityStub extends Client {
   SubscribeToX509Bundles(request: object): ClientReadableStream<WireSubscribeToX509BundlesResponse>;
   SubscribeToX509SVIDs(request: object): ClientReadableStream<WireSubscribeToX509SvidsResponse>;
+  SubscribeToJWTBundles(request: object): ClientReadableStream<WireSubscribeToJwtBundlesResponse>;
+  FetchJWTSVIDs(
+    request: WireFetchJwtSvidsRequest,
+    options: CallOptions,
+    callback: (error: ServiceError | null, response?: WireFetchJwtSvidsResponse) => void,
+  ): ClientUnaryCall;
 }
 
 /**
  * The driver's view of a SPIRE agent through the Delegated Identity API: one shared bundle stream
- * fanned out to every listener, and one X509-SVID stream per watch (per volume), each reconnecting
- * with capped, jittered backoff until closed. Events: `state` (connected: boolean).
+ * fanned out to every listener, one X509-SVID stream per watch (per volume), each reconnecting
+ * with capped, jittered backoff until closed; one shared JWT bundle stream (opened on first use)
+ * and unary JWT-SVID fetches. Events: `state` (connected: boolean).
  */
 export class DelegatedIdentityClient extends EventEmitter implements IdentityProvider {
   private readonly socketPath: string;
@@ -57,7 +86,12 @@ export class DelegatedIdentityClient extends EventEmitter implements IdentityPro
   private readonly bundleStream: ReconnectingStream<WireSubscribeToX509BundlesResponse>;
   private readonly bundleListeners = new Set<(bundles: BundleUpdate) => void>();
   private readonly svidStreams = new Set<ReconnectingStream<WireSubscribeToX509SvidsResponse>>();
+  private readonly jwtBundleStream: ReconnectingStream<WireSubscribeToJwtBundlesResponse>;
+  private readonly jwtBundleListeners = new Set<(bundles: JwtBundleUpdate) => void>();
+  private readonly pendingFetches = new Set<ClientUnaryCall>();
+  private readonly fetchTimeoutMs: number;
   private bundles: BundleUpdate | null = null;
+  private jwtBundles: JwtBundleUpdate | null = null;
   private isConnected = false;
   private closed = false;
 
@@ -70,6 +104,7 @@ export class DelegatedIdentityClient extends EventEmitter implements IdentityPro
     this.logger = options.logger ?? silentLogger;
     this.backoffOptions = options.backoff ?? {};
     this.timers = options.timers ?? systemTimers;
+    this.fetchTimeoutMs = options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS;
     const { DelegatedIdentity } = loadProtos(options.protoDir).delegatedIdentity;
     const channelOptions: ChannelOptions = {
       // Keep the channel's own reconnect backoff in step with ours; grpc's default grows to two
@@ -86,6 +121,17 @@ export class DelegatedIdentityClient extends EventEmitter implements IdentityPro
       onFailure: (error, retryInMs) => {
         this.setConnected(false);
         this.logger.warn({ rpc: BUNDLES_RPC, code: error.code, kind: error.kind, retryInMs }, error.message);
+      },
+      backoff: new Backoff(this.backoffOptions),
+      timers: this.timers,
+    });
+    this.jwtBundleStream = new ReconnectingStream({
+      rpc: JWT_BUNDLES_RPC,
+      socketPath: this.socketPath,
+      open: () => this.stub.SubscribeToJWTBundles({}),
+      onMessage: (message) => this.onJwtBundles(message),
+      onFailure: (error, retryInMs) => {
+        this.logger.warn({ rpc: JWT_BUNDLES_RPC, code: error.code, kind: error.kind, retryInMs }, error.message);
       },
       backoff: new Backoff(this.backoffOptions),
       timers: this.timers,
@@ -160,10 +206,53 @@ export class DelegatedIdentityClient extends EventEmitter implements IdentityPro
     };
   }
 
+  watchJwtBundles(listener: (bundles: JwtBundleUpdate) => void): () => void {
+    if (this.closed) throw new Error('spire: the Delegated Identity client is closed');
+    // Opened lazily: a node whose pods never ask for JWTs keeps one stream fewer on the agent.
+    this.jwtBundleStream.start();
+    this.jwtBundleListeners.add(listener);
+    if (this.jwtBundles !== null) listener(this.jwtBundles);
+    return () => {
+      this.jwtBundleListeners.delete(listener);
+    };
+  }
+
+  fetchJwtSvids(selectors: readonly Selector[], audiences: readonly string[], signal?: AbortSignal): Promise<AgentJwtSvid[]> {
+    if (this.closed) return Promise.reject(new Error('spire: the Delegated Identity client is closed'));
+    if (audiences.length === 0) return Promise.reject(new TypeError('spire: FetchJWTSVIDs needs at least one audience'));
+    const request: WireFetchJwtSvidsRequest = { audience: [...audiences], selectors: selectorsToWire(selectors), pid: 0 };
+    return new Promise<AgentJwtSvid[]>((resolve, reject) => {
+      if (signal?.aborted) {
+        reject(new AgentError(status.CANCELLED, 'other', `spire: ${FETCH_JWT_RPC} was cancelled`));
+        return;
+      }
+      const onAbort = (): void => call.cancel();
+      const call = this.stub.FetchJWTSVIDs(request, { deadline: Date.now() + this.fetchTimeoutMs }, (error, response) => {
+        this.pendingFetches.delete(call);
+        signal?.removeEventListener('abort', onAbort);
+        if (error) {
+          reject(agentErrorFromStatus(FETCH_JWT_RPC, this.socketPath, { code: error.code, details: error.details }, error));
+          return;
+        }
+        try {
+          resolve(jwtSvidsFromWire(response ?? { svids: [] }));
+        } catch (thrown) {
+          reject(new AgentError(status.INTERNAL, 'other', `spire: ${FETCH_JWT_RPC}: ${(thrown as Error).message}`, { cause: thrown }));
+        }
+      });
+      this.pendingFetches.add(call);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.bundleStream.close();
+    this.jwtBundleStream.close();
+    for (const call of this.pendingFetches) call.cancel();
+    this.pendingFetches.clear();
+    this.jwtBundleListeners.clear();
     for (const stream of this.svidStreams) stream.close();
     this.svidStreams.clear();
     this.bundleListeners.clear();
@@ -187,6 +276,25 @@ export class DelegatedIdentityClient extends EventEmitter implements IdentityPro
         listener(bundles);
       } catch (error) {
         this.logger.error({ rpc: BUNDLES_RPC, err: error }, 'bundle listener threw');
+      }
+    }
+  }
+
+  private onJwtBundles(message: WireSubscribeToJwtBundlesResponse): void {
+    let bundles: JwtBundleUpdate;
+    try {
+      bundles = jwtBundleUpdateFromWire(message);
+    } catch (error) {
+      this.logger.error({ rpc: JWT_BUNDLES_RPC }, `${(error as Error).message}; keeping the previous JWT bundles`);
+      return;
+    }
+    this.jwtBundles = bundles;
+    this.logger.debug({ rpc: JWT_BUNDLES_RPC, trustDomains: [...bundles.keys()] }, 'JWT bundles updated');
+    for (const listener of [...this.jwtBundleListeners]) {
+      try {
+        listener(bundles);
+      } catch (error) {
+        this.logger.error({ rpc: JWT_BUNDLES_RPC, err: error }, 'JWT bundle listener threw');
       }
     }
   }

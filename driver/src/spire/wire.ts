@@ -1,5 +1,6 @@
 import { splitDer } from '@spire-csi/sdk';
-import type { AgentX509Svid, BundleUpdate, Selector, X509SvidUpdate } from './identity-provider.js';
+import type { AgentJwtSvid, AgentX509Svid, BundleUpdate, JwtBundleUpdate, Selector, X509SvidUpdate } from './identity-provider.js';
+import { parseJwks } from './jwks.js';
 
 /**
  * Delegated Identity API messages as @grpc/proto-loader hands them over with the shared options
@@ -42,6 +43,28 @@ export interface WireSubscribeToX509BundlesResponse {
   ca_certificates: Record<string, Buffer>;
 }
 
+export interface WireJwtSvid {
+  token: string;
+  id: WireSpiffeId | null;
+  expires_at: string;
+  issued_at: string;
+  hint: string;
+}
+
+export interface WireFetchJwtSvidsRequest {
+  audience: string[];
+  selectors: WireSelector[];
+  pid: number;
+}
+
+export interface WireFetchJwtSvidsResponse {
+  svids: WireJwtSvid[];
+}
+
+export interface WireSubscribeToJwtBundlesResponse {
+  bundles: Record<string, Buffer>;
+}
+
 export class WireError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(`delegated identity: ${message}`, options);
@@ -64,6 +87,42 @@ export function bundleUpdateFromWire(message: WireSubscribeToX509BundlesResponse
     out.set(name, Buffer.from(der));
   }
   return out;
+}
+
+/**
+ * Every entry must be a JWKS document; one that is not rejects the whole message, so the last good
+ * set stays in use (as for X.509 bundles) instead of a trust domain silently losing its keys.
+ */
+export function jwtBundleUpdateFromWire(message: WireSubscribeToJwtBundlesResponse): JwtBundleUpdate {
+  const out = new Map<string, Buffer>();
+  for (const [key, jwks] of Object.entries(message.bundles ?? {})) {
+    const name = trustDomainName(key);
+    if (name === '' || name.includes('/')) throw new WireError(`JWT bundle key "${key}" is not a trust domain`);
+    try {
+      parseJwks(jwks);
+    } catch (error) {
+      throw new WireError(`JWT bundle for ${name}: ${(error as Error).message}`, { cause: error });
+    }
+    out.set(name, Buffer.from(jwks));
+  }
+  return out;
+}
+
+/** Throws WireError when an entry is structurally unusable; messages never quote the token. */
+export function jwtSvidsFromWire(message: WireFetchJwtSvidsResponse): AgentJwtSvid[] {
+  return (message.svids ?? []).map((svid, index) => {
+    if (svid.id === null || svid.id === undefined || svid.id.trust_domain === '') {
+      throw new WireError(`svids[${index}] has no SPIFFE ID`);
+    }
+    if (typeof svid.token !== 'string' || svid.token === '') throw new WireError(`svids[${index}] has no token`);
+    return {
+      token: svid.token,
+      spiffeId: `${SCHEME}${svid.id.trust_domain}${svid.id.path}`,
+      expiresAt: String(svid.expires_at ?? '0'),
+      issuedAt: String(svid.issued_at ?? '0'),
+      hint: svid.hint ?? '',
+    };
+  });
 }
 
 /** Throws WireError (without key material in the message) when a message is structurally unusable. */

@@ -27,6 +27,7 @@ export class FileSink implements VolumeSink {
       svid: state.svid,
       bundles: state.bundles,
       federatesWith: state.federatesWith,
+      ...(state.jwt === undefined ? {} : { jwt: state.jwt }),
       now: state.updatedAt,
     });
     const result = await this.writer.write(files, this.ownership);

@@ -1,12 +1,15 @@
 import { X509Certificate } from 'node:crypto';
 import { encodeCertificatesPem, encodePem, SpiffeId, splitDer, TrustDomain } from '@spire-csi/sdk';
 import type { AgentX509Svid, BundleUpdate } from '../spire/identity-provider.js';
+import { parseJwks } from '../spire/jwks.js';
 import type { PayloadFile } from './atomic-writer.js';
+import type { VolumeJwtState } from './sink.js';
 import type { VolumeSpec } from './volume-spec.js';
 
 export const CREDENTIAL_BUNDLE_FILE = 'credential-bundle.pem';
 export const IDENTITY_FILE = 'identity.json';
 export const TRUST_BUNDLE_SUFFIX = '.spiffe-trust-bundle.pem';
+export const JWT_BUNDLE_SUFFIX = '.jwt-bundle.json';
 
 /** Key material: owner-only, or group-readable by the pod's fsGroup (the files are root:fsGroup). */
 export const KEY_MODE_OWNER_ONLY = 0o400;
@@ -22,6 +25,8 @@ export interface PayloadInput {
   readonly bundles: BundleUpdate;
   /** Trust domains the SVID federates with, as `td` or `spiffe://td`. */
   readonly federatesWith: readonly string[];
+  /** The JWT-SVID and JWT bundles, when the volume asks for audiences. */
+  readonly jwt?: VolumeJwtState;
   readonly now: Date;
 }
 
@@ -35,6 +40,12 @@ export interface IdentityFacts {
   readonly trustDomains: readonly string[];
   readonly federatesWith: readonly string[];
   readonly updatedAt: string;
+  /** JWT facts, only when the volume asks for JWT audiences; never the token. */
+  readonly jwtSpiffeId?: string;
+  readonly jwtAudiences?: readonly string[];
+  readonly jwtExpiresAt?: string;
+  /** Trust domains that got a JWT bundle file, own first. */
+  readonly jwtTrustDomains?: readonly string[];
 }
 
 export interface BuiltPayload {
@@ -58,6 +69,10 @@ export function trustBundleFileName(trustDomain: string): string {
   return `${trustDomain}${TRUST_BUNDLE_SUFFIX}`;
 }
 
+export function jwtBundleFileName(trustDomain: string): string {
+  return `${trustDomain}${JWT_BUNDLE_SUFFIX}`;
+}
+
 /**
  * The full file plan for one volume update, computed from already validated agent data. Pure:
  * the same input gives the same bytes, which lets the writer skip identical updates.
@@ -78,7 +93,7 @@ export function buildPayload(input: PayloadInput): BuiltPayload {
   const bundlePem = (td: string): string => encodeCertificatesPem(splitDer(bundles.get(td) ?? Buffer.alloc(0)));
 
   const files = new Map<string, PayloadFile>();
-  const add = (name: string, data: string, mode: number): void => {
+  const add = (name: string, data: string | Buffer, mode: number): void => {
     if (files.has(name)) throw new PayloadError(`file name ${name} is used twice; choose another name for it`);
     files.set(name, { data, mode });
   };
@@ -89,6 +104,8 @@ export function buildPayload(input: PayloadInput): BuiltPayload {
   const splitBundle = spec.bundleIncludeFederated ? [ownTd, ...federated].map(bundlePem).join('') : bundlePem(ownTd);
   add(spec.files.bundle, splitBundle, PUBLIC_MODE);
 
+  const jwtFacts = input.jwt === undefined ? {} : addJwtFiles(input.jwt, federatesWith, keyMode, spec.jwtSvidFile, add);
+
   const leaf = new X509Certificate(svid.chainDer[0] as Buffer);
   const identity: IdentityFacts = {
     spiffeId: svid.spiffeId,
@@ -98,7 +115,41 @@ export function buildPayload(input: PayloadInput): BuiltPayload {
     trustDomains: [ownTd, ...federated],
     federatesWith,
     updatedAt: input.now.toISOString(),
+    ...jwtFacts,
   };
   add(IDENTITY_FILE, `${JSON.stringify(identity, null, 2)}\n`, PUBLIC_MODE);
   return { files, identity };
+}
+
+/**
+ * The token (key-like mode: it is a bearer credential) and one JWKS file per trust domain the pod
+ * may talk to that has JWT keys: the token's own, which must be there, then federated ones.
+ */
+function addJwtFiles(
+  jwt: VolumeJwtState,
+  federatesWith: readonly string[],
+  keyMode: number,
+  tokenFile: string,
+  add: (name: string, data: string | Buffer, mode: number) => void,
+): Pick<IdentityFacts, 'jwtSpiffeId' | 'jwtAudiences' | 'jwtExpiresAt' | 'jwtTrustDomains'> {
+  const own = SpiffeId.parse(jwt.spiffeId).trustDomain.name;
+  if (jwt.token === '') throw new PayloadError(`the JWT-SVID for ${jwt.spiffeId} is empty`);
+  if (!jwt.bundles.has(own)) throw new PayloadError(`no JWT bundle for ${own}`);
+  const domains = [own, ...federatesWith.filter((td) => td !== own && jwt.bundles.has(td))];
+  add(tokenFile, jwt.token, keyMode);
+  for (const td of domains) {
+    const jwks = jwt.bundles.get(td) as Buffer;
+    try {
+      parseJwks(jwks);
+    } catch (error) {
+      throw new PayloadError(`the JWT bundle for ${td} is unusable: ${(error as Error).message}`);
+    }
+    add(jwtBundleFileName(td), jwks, PUBLIC_MODE);
+  }
+  return {
+    jwtSpiffeId: jwt.spiffeId,
+    jwtAudiences: [...jwt.audiences],
+    jwtExpiresAt: jwt.expiresAt.toISOString(),
+    jwtTrustDomains: domains,
+  };
 }

@@ -22,10 +22,11 @@ export interface NotReadyContext {
  */
 export function notReadyError(ctx: NotReadyContext): CsiError {
   const { spec, diagnosis } = ctx;
+  const svid = diagnosis.waitingFor;
   const what =
     ctx.outcome === 'timeout'
-      ? `no usable X.509-SVID arrived within ${formatMs(ctx.timeoutMs)}`
-      : 'the request was cancelled before a usable X.509-SVID arrived';
+      ? `no usable ${svid} arrived within ${formatMs(ctx.timeoutMs)}`
+      : `the request was cancelled before a usable ${svid} arrived`;
   const socket = ctx.agentSocket === undefined ? 'its socket' : `its socket ${ctx.agentSocket}`;
   let reason: string;
   if (diagnosis.agentError?.kind === 'permission-denied') {

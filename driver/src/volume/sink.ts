@@ -1,5 +1,5 @@
 import type { X509Svid } from '@spire-csi/sdk';
-import type { AgentX509Svid, BundleUpdate } from '../spire/identity-provider.js';
+import type { AgentX509Svid, BundleUpdate, JwtBundleUpdate } from '../spire/identity-provider.js';
 import type { VolumeSpec } from './volume-spec.js';
 
 /**
@@ -16,7 +16,21 @@ export interface VolumeState {
   readonly bundles: BundleUpdate;
   /** Normalized trust domain names (no scheme), sorted. */
   readonly federatesWith: readonly string[];
+  /** Present exactly when the volume asks for JWT audiences. */
+  readonly jwt?: VolumeJwtState;
   readonly updatedAt: Date;
+}
+
+/** The volume's current JWT-SVID and the JWT bundles to validate tokens with. */
+export interface VolumeJwtState {
+  /** A bearer credential: never logged. */
+  readonly token: string;
+  readonly spiffeId: string;
+  /** The token's `exp`. */
+  readonly expiresAt: Date;
+  readonly audiences: readonly string[];
+  /** Trust domain name to JWKS bytes as received; already checked to be JWKS documents. */
+  readonly bundles: JwtBundleUpdate;
 }
 
 export interface VolumeSink {

@@ -4,8 +4,10 @@ import { status } from '@grpc/grpc-js';
 import { silentLogger, type Logger } from '@spire-csi/sdk';
 import { CsiError } from '../csi/errors.js';
 import type { VolumePublisher } from '../csi/volume-publisher.js';
+import type { BackoffOptions } from '../spire/backoff.js';
 import type { IdentityProvider, Selector } from '../spire/identity-provider.js';
 import { buildSelectors } from '../spire/selectors.js';
+import type { Timers } from '../spire/timers.js';
 import { FileSink, defaultWriterFactory, type WriterFactory } from './file-sink.js';
 import { KeyedMutex, mapConcurrent } from './keyed-mutex.js';
 import { childLogger, type DriverLogger } from './logger.js';
@@ -38,6 +40,12 @@ export interface VolumeManagerOptions {
   /** Named in errors when the agent cannot be reached. */
   readonly agentSocket?: string;
   readonly retryDelayMs?: number;
+  /** JWT-SVID refresh scheduling; with `clock`, lets tests drive refreshes without waiting. */
+  readonly timers?: Timers;
+  /** Uniform [0, 1) for JWT refresh jitter and retry backoff. */
+  readonly random?: () => number;
+  /** Retry schedule after a failed JWT-SVID fetch. */
+  readonly jwtRetry?: BackoffOptions;
 }
 
 export interface ResumeSummary {
@@ -229,6 +237,9 @@ export class VolumeManager implements VolumePublisher {
       clock: this.opts.clock ?? (() => new Date()),
       events: this.events,
       retryDelayMs: this.opts.retryDelayMs,
+      timers: this.opts.timers,
+      random: this.opts.random,
+      jwtRetry: this.opts.jwtRetry,
     });
     this.sessions.set(spec.volumeId, session);
     session.start();

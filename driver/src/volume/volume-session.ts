@@ -1,15 +1,21 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from '@spire-csi/sdk';
+import type { BackoffOptions } from '../spire/backoff.js';
 import type {
   AgentError,
   BundleUpdate,
   IdentityProvider,
+  JwtBundleUpdate,
   Selector,
   Subscription,
   X509SvidUpdate,
 } from '../spire/identity-provider.js';
+import { parseJwks } from '../spire/jwks.js';
+import { systemTimers, type Timers } from '../spire/timers.js';
+import type { CheckedJwtSvid } from './agent-jwt.js';
 import { AgentSvidError, chooseSvid, normalizeFederatesWith, validateAgentSvid } from './agent-svid.js';
-import type { VolumeSink, VolumeState } from './sink.js';
+import { JwtRefresher, type JwtFailure } from './jwt-refresher.js';
+import type { VolumeJwtState, VolumeSink, VolumeState } from './sink.js';
 import type { VolumeEvents } from './volume-events.js';
 import type { VolumeSpec } from './volume-spec.js';
 
@@ -22,12 +28,28 @@ export interface SessionDeps {
   readonly events: VolumeEvents;
   /** First retry delay after a sink failed; doubles up to 30 s. */
   readonly retryDelayMs?: number;
+  /** Schedule JWT-SVID refreshes and retries (with `clock`, lets tests drive time). */
+  readonly timers?: Timers;
+  /** Uniform [0, 1) for refresh jitter and retry backoff. */
+  readonly random?: () => number;
+  /** Retry schedule after a failed JWT-SVID fetch. */
+  readonly jwtRetry?: BackoffOptions;
 }
 
 /** Why a session has nothing (new) to deliver; used to explain a publish timeout. */
 export interface SessionDiagnosis {
   readonly problem: string;
   readonly agentError: AgentError | undefined;
+  /** What is still missing before the first delivery. */
+  readonly waitingFor: 'X.509-SVID' | 'JWT-SVID';
+}
+
+interface Delivered {
+  /** Everything the sinks publish. */
+  readonly fingerprint: string;
+  /** The X.509 part alone: a change there is a rotation, a JWT refresh is not. */
+  readonly x509Fingerprint: string;
+  readonly notAfter: Date;
 }
 
 export class SessionClosedError extends Error {
@@ -38,7 +60,8 @@ export class SessionClosedError extends Error {
 }
 
 /**
- * The live identity of one volume: its SVID stream and the shared bundle stream in, validated
+ * The live identity of one volume: its SVID stream and the shared bundle stream in (plus, when
+ * JWT audiences are asked for, a refreshed JWT-SVID and the shared JWT bundle stream), validated
  * consistent states out to the sinks. Updates are coalesced and delivered one at a time; anything
  * unusable keeps the last good state in place.
  */
@@ -49,9 +72,17 @@ export class VolumeSession {
   private bundles: BundleUpdate | undefined;
   private agentError: AgentError | undefined;
   private problem = 'waiting for the first X.509-SVID response from the SPIRE agent';
-  private delivered: { fingerprint: string; notAfter: Date } | undefined;
+  private x509Ready = false;
+  private delivered: Delivered | undefined;
   private subscription: Subscription | undefined;
   private unwatchBundles: (() => void) | undefined;
+  private readonly jwtRequested: boolean;
+  private jwtToken: CheckedJwtSvid | undefined;
+  private jwtBundles: JwtBundleUpdate | undefined;
+  private jwtError: AgentError | undefined;
+  private jwtProblem = 'waiting for the first JWT-SVID from the SPIRE agent';
+  private refresher: JwtRefresher | undefined;
+  private unwatchJwtBundles: (() => void) | undefined;
   private dirty = false;
   private flushing: Promise<void> = Promise.resolve();
   private running = false;
@@ -64,6 +95,7 @@ export class VolumeSession {
     this.spec = spec;
     this.deps = deps;
     this.retryDelay = deps.retryDelayMs ?? 1000;
+    this.jwtRequested = spec.jwtAudiences.length > 0;
   }
 
   get ready(): boolean {
@@ -76,7 +108,10 @@ export class VolumeSession {
   }
 
   diagnosis(): SessionDiagnosis {
-    return { problem: this.problem, agentError: this.agentError };
+    if (this.x509Ready && this.jwtRequested && this.delivered === undefined) {
+      return { problem: this.problem, agentError: this.jwtError, waitingFor: 'JWT-SVID' };
+    }
+    return { problem: this.problem, agentError: this.agentError, waitingFor: 'X.509-SVID' };
   }
 
   start(): void {
@@ -97,6 +132,44 @@ export class VolumeSession {
         logger.warn({ err: error.message, kind: error.kind }, 'SVID stream error; keeping the current files');
       },
     });
+    if (this.jwtRequested) this.startJwt();
+  }
+
+  private startJwt(): void {
+    const { identity, selectors } = this.deps;
+    this.unwatchJwtBundles = identity.watchJwtBundles((bundles) => {
+      this.jwtBundles = bundles;
+      this.schedule();
+    });
+    this.refresher = new JwtRefresher({
+      identity,
+      selectors,
+      audiences: this.spec.jwtAudiences,
+      spiffeId: this.spec.spiffeId,
+      clock: this.deps.clock,
+      timers: this.deps.timers ?? systemTimers,
+      random: this.deps.random ?? Math.random,
+      retry: this.deps.jwtRetry,
+      onToken: (token) => {
+        this.jwtToken = token;
+        this.jwtError = undefined;
+        this.schedule();
+      },
+      onFailure: (failure) => this.onJwtFailure(failure),
+    });
+    this.refresher.start();
+  }
+
+  private onJwtFailure(failure: JwtFailure): void {
+    const { logger, events } = this.deps;
+    this.jwtError = failure.agentError;
+    this.jwtProblem = failure.problem;
+    if (!this.ready && this.x509Ready) this.problem = failure.problem;
+    if (failure.invalid) events.emitError('invalid-svid', this.spec.volumeId);
+    else if (failure.agentError !== undefined) events.emitError('agent-error', this.spec.volumeId);
+    const fields = { reason: failure.problem, retryInMs: failure.retryInMs, jwtExpiresAt: this.jwtToken?.expiresAt.toISOString() };
+    if (this.jwtToken !== undefined) logger.warn(fields, 'JWT-SVID refresh failed; keeping the current token');
+    else logger.info(fields, 'no usable JWT-SVID yet; retrying');
   }
 
   /** Resolves after the first successful delivery; rejects on timeout, abort or close. */
@@ -133,6 +206,8 @@ export class VolumeSession {
     clearTimeout(this.retryTimer);
     this.subscription?.close();
     this.unwatchBundles?.();
+    this.refresher?.close();
+    this.unwatchJwtBundles?.();
     for (const waiter of [...this.waiters]) waiter.reject(new SessionClosedError(this.spec.volumeId));
     await this.flushing;
     await Promise.all(this.deps.sinks.map((sink) => sink.close()));
@@ -163,6 +238,7 @@ export class VolumeSession {
     const update = this.update;
     const bundles = this.bundles;
     if (update === undefined) return;
+    this.x509Ready = false;
     if (bundles === undefined) {
       this.problem = 'waiting for the trust bundles from the SPIRE agent';
       return;
@@ -193,9 +269,16 @@ export class VolumeSession {
       }
       return;
     }
-    const fingerprint = fingerprintOf(chosen.chainDer, chosen.keyDer, bundles, parsed.id.trustDomain.name, federation.domains);
+    this.x509Ready = true;
+    let jwt: VolumeJwtState | undefined;
+    if (this.jwtRequested) {
+      jwt = this.jwtState(federation.domains);
+      if (jwt === undefined) return;
+    }
+    const x509Fingerprint = fingerprintOf(chosen.chainDer, chosen.keyDer, bundles, parsed.id.trustDomain.name, federation.domains);
+    const fingerprint = jwt === undefined ? x509Fingerprint : `${x509Fingerprint}:${jwtFingerprintOf(jwt)}`;
     if (fingerprint === this.delivered?.fingerprint) return;
-    const state: VolumeState = { spec: this.spec, svid: chosen, parsed, bundles, federatesWith: federation.domains, updatedAt: now };
+    const state: VolumeState = { spec: this.spec, svid: chosen, parsed, bundles, federatesWith: federation.domains, jwt, updatedAt: now };
     try {
       for (const sink of this.deps.sinks) await sink.update(state);
     } catch (err) {
@@ -206,11 +289,56 @@ export class VolumeSession {
       return;
     }
     const initial = this.delivered === undefined;
-    this.delivered = { fingerprint, notAfter: parsed.notAfter };
+    const rotated = initial || this.delivered?.x509Fingerprint !== x509Fingerprint;
+    this.delivered = { fingerprint, x509Fingerprint, notAfter: parsed.notAfter };
     this.retryDelay = this.deps.retryDelayMs ?? 1000;
-    logger.info({ spiffeId: chosen.spiffeId, notAfter: parsed.notAfter.toISOString(), federatesWith: federation.domains }, initial ? 'identity published' : 'identity updated');
-    this.deps.events.emit('rotated', { volumeId: this.spec.volumeId, spiffeId: chosen.spiffeId, notAfter: parsed.notAfter, initial });
+    const facts = {
+      spiffeId: chosen.spiffeId,
+      notAfter: parsed.notAfter.toISOString(),
+      federatesWith: federation.domains,
+      ...(jwt === undefined ? {} : { jwtAudiences: jwt.audiences, jwtExpiresAt: jwt.expiresAt.toISOString() }),
+    };
+    logger.info(facts, initial ? 'identity published' : rotated ? 'identity updated' : 'JWT-SVID refreshed');
+    if (rotated) this.deps.events.emit('rotated', { volumeId: this.spec.volumeId, spiffeId: chosen.spiffeId, notAfter: parsed.notAfter, initial });
     for (const waiter of [...this.waiters]) waiter.resolve();
+  }
+
+  /** The JWT part of the next state, or undefined (with `problem` set) while it is not publishable. */
+  private jwtState(federated: readonly string[]): VolumeJwtState | undefined {
+    const token = this.jwtToken;
+    if (token === undefined) {
+      this.problem = this.jwtProblem;
+      return undefined;
+    }
+    const all = this.jwtBundles;
+    if (all === undefined) {
+      this.problem = 'waiting for the JWT bundles from the SPIRE agent';
+      return undefined;
+    }
+    const own = token.spiffeId.trustDomain.name;
+    const bundles = new Map<string, Buffer>();
+    for (const td of [own, ...federated]) {
+      const jwks = all.get(td);
+      if (jwks === undefined || bundles.has(td)) continue;
+      try {
+        parseJwks(jwks);
+      } catch (err) {
+        if (td === own) {
+          this.problem = `the JWT bundle for ${own} is unusable: ${(err as Error).message}`;
+          this.deps.events.emitError('invalid-svid', this.spec.volumeId);
+          this.deps.logger.warn({ reason: this.problem }, 'rejected the JWT bundle update; keeping the last good files');
+          return undefined;
+        }
+        this.deps.logger.warn({ trustDomain: td, reason: (err as Error).message }, 'skipping an unusable federated JWT bundle');
+        continue;
+      }
+      bundles.set(td, jwks);
+    }
+    if (!bundles.has(own)) {
+      this.problem = `no JWT bundle for ${own} yet`;
+      return undefined;
+    }
+    return { token: token.svid.token, spiffeId: token.svid.spiffeId, expiresAt: token.expiresAt, audiences: this.spec.jwtAudiences, bundles };
   }
 
   private scheduleRetry(): void {
@@ -222,6 +350,21 @@ export class VolumeSession {
     this.retryTimer.unref();
     this.retryDelay = Math.min(this.retryDelay * 2, 30_000);
   }
+}
+
+function jwtFingerprintOf(jwt: VolumeJwtState): string {
+  const hash = createHash('sha256');
+  const field = (data: Buffer | string): void => {
+    const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+    hash.update(`${bytes.length}:`).update(bytes);
+  };
+  field(jwt.token);
+  for (const audience of jwt.audiences) field(audience);
+  for (const [td, jwks] of jwt.bundles) {
+    field(td);
+    field(jwks);
+  }
+  return hash.digest('hex');
 }
 
 /** Covers exactly what the sinks publish, so unrelated bundle changes do not rewrite files. */

@@ -1,0 +1,255 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { status } from '@grpc/grpc-js';
+import { decodeJwt } from 'jose';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { AgentError, type AgentJwtSvid, type Selector } from '../../driver/src/spire/identity-provider.js';
+import type { RotatedEvent, VolumeErrorEvent } from '../../driver/src/volume/volume-events.js';
+import type { VolumeManager } from '../../driver/src/volume/volume-manager.js';
+import type { VolumeSpec } from '../../driver/src/volume/volume-spec.js';
+import { waitFor } from '../helpers/wait-for.js';
+import { FakeClock, settle, TestJwtIssuer } from './jwt-fixtures.js';
+import { dataDir, isRoot, modeOf, present, VolumeHarness } from './volume-harness.js';
+
+const WEB = 'spiffe://example.org/web';
+const TTL_MS = 300_000;
+
+if (!isRoot) console.log('jwt-volume.test.ts: skipping: publishing mounts real tmpfs, which needs root (uid 0)');
+
+describe.skipIf(!isRoot)('VolumeManager with JWT audiences', () => {
+  let h: VolumeHarness;
+  let clock: FakeClock;
+  let issuer: TestJwtIssuer;
+  let partner: TestJwtIssuer;
+  let manager: VolumeManager;
+  let issued: AgentJwtSvid[];
+  let answer: (selectors: readonly Selector[], audiences: readonly string[]) => Promise<AgentJwtSvid[]>;
+  let errors: VolumeErrorEvent[];
+  let rotated: RotatedEvent[];
+
+  const mint = async (audiences: readonly string[], sub = WEB): Promise<AgentJwtSvid> => {
+    const svid = await issuer.mint(sub, { audiences, issuedAt: clock.now(), expiresAt: new Date(clock.millis + TTL_MS) });
+    issued.push(svid);
+    return svid;
+  };
+  const tokenOf = (spec: VolumeSpec, file = 'jwt-svid.token') => readFile(join(spec.targetPath, file), 'utf8');
+  const identityOf = async (spec: VolumeSpec) => JSON.parse(await readFile(join(spec.targetPath, 'identity.json'), 'utf8')) as Record<string, unknown>;
+
+  beforeEach(async () => {
+    h = await VolumeHarness.create();
+    // Real "now" (the X.509 test certificates are valid around it), moved by hand from there.
+    clock = new FakeClock(Date.now());
+    issuer = await TestJwtIssuer.create('example.org');
+    partner = await TestJwtIssuer.create('partner.test');
+    issued = [];
+    answer = async (_selectors, audiences) => [await mint(audiences)];
+    h.identity.respondJwt = (selectors, audiences) => answer(selectors, audiences);
+    h.identity.setJwtBundles(new Map([['example.org', issuer.jwks()], ['partner.test', partner.jwks()], ['unrelated.test', partner.jwks()]]));
+    manager = h.manager({ clock: clock.now, timers: clock.timers, random: () => 0, jwtRetry: { initialMs: 1_000, maxMs: 4_000, jitter: 'none' } });
+    errors = [];
+    rotated = [];
+    manager.events.on('error', (e) => errors.push(e));
+    manager.events.on('rotated', (e) => rotated.push(e));
+  });
+
+  afterEach(async () => {
+    await h.cleanup();
+  });
+
+  it('publishes the token and per-trust-domain JWT bundles in the same payload, with key-like token modes', async () => {
+    h.identity.respond = () => undefined;
+    const update = await h.update(WEB, ['spiffe://partner.test']);
+    h.identity.respond = () => update;
+    const spec = await h.spec({ fsGroup: 2000, jwtAudiences: ['api', 'db'] });
+    await manager.publish(spec);
+
+    expect(h.identity.jwtFetches).toHaveLength(1);
+    expect(h.identity.jwtFetches[0]!.audiences).toEqual(['api', 'db']);
+    expect(h.identity.jwtFetches[0]!.selectors).toEqual(h.identity.openStreams[0]!.selectors);
+    expect(await tokenOf(spec)).toBe(issued[0]!.token);
+    expect(await modeOf(join(spec.targetPath, 'jwt-svid.token'))).toEqual({ mode: 0o440, uid: 0, gid: 2000 });
+    expect(await readFile(join(spec.targetPath, 'example.org.jwt-bundle.json'))).toEqual(issuer.jwks());
+    expect(await readFile(join(spec.targetPath, 'partner.test.jwt-bundle.json'))).toEqual(partner.jwks());
+    expect((await modeOf(join(spec.targetPath, 'example.org.jwt-bundle.json'))).mode).toBe(0o444);
+    expect(await present(join(spec.targetPath, 'unrelated.test.jwt-bundle.json'))).toBe(false);
+    const identity = await identityOf(spec);
+    expect(identity).toMatchObject({
+      spiffeId: WEB,
+      jwtSpiffeId: WEB,
+      jwtAudiences: ['api', 'db'],
+      jwtExpiresAt: new Date(Number(issued[0]!.expiresAt) * 1000).toISOString(),
+    });
+    expect(JSON.stringify(identity)).not.toContain(issued[0]!.token);
+  });
+
+  it('makes the token owner-only without an fsGroup, and honours jwt-svid-file', async () => {
+    await h.serve(WEB);
+    const spec = await h.spec({ jwtAudiences: ['api'], jwtSvidFile: 'token.jwt' });
+    await manager.publish(spec);
+    expect(await modeOf(join(spec.targetPath, 'token.jwt'))).toEqual({ mode: 0o400, uid: 0, gid: 0 });
+    expect(await present(join(spec.targetPath, 'jwt-svid.token'))).toBe(false);
+  });
+
+  it('fetches and writes nothing JWT-related without audiences', async () => {
+    await h.serve(WEB);
+    const spec = await h.spec();
+    await manager.publish(spec);
+    expect(h.identity.jwtFetches).toEqual([]);
+    expect(h.identity.jwtBundleListenerCount).toBe(0);
+    expect(await present(join(spec.targetPath, 'jwt-svid.token'))).toBe(false);
+    expect(await present(join(spec.targetPath, 'example.org.jwt-bundle.json'))).toBe(false);
+    expect(Object.keys(await identityOf(spec)).filter((k) => k.startsWith('jwt'))).toEqual([]);
+    expect(clock.pendingDelays()).toEqual([]);
+  });
+
+  it('rewrites the token at half its remaining lifetime, before it expires, without counting an X.509 rotation', async () => {
+    await h.serve(WEB);
+    const spec = await h.spec({ jwtAudiences: ['api'] });
+    await manager.publish(spec);
+    const first = issued[0]!;
+    const dir = await dataDir(spec.targetPath);
+    const [delay] = clock.pendingDelays();
+    expect(delay).toBeGreaterThan(TTL_MS / 2 - 1_000);
+    expect(delay).toBeLessThanOrEqual(TTL_MS / 2);
+
+    await clock.fireNext();
+    await waitFor(async () => (await tokenOf(spec)) === issued[1]?.token, { message: 'the refreshed token on disk' });
+    expect(clock.millis).toBeLessThan(Number(first.expiresAt) * 1000);
+    expect(await dataDir(spec.targetPath)).not.toBe(dir);
+    expect((await identityOf(spec)).jwtExpiresAt).toBe(new Date(Number(issued[1]!.expiresAt) * 1000).toISOString());
+    await waitFor(() => h.logs.some((l) => l.msg === 'JWT-SVID refreshed'), { message: 'the refresh log line' });
+    expect(rotated.map((e) => e.initial)).toEqual([true]);
+    // And again: the schedule keeps going.
+    await clock.fireNext();
+    await waitFor(async () => (await tokenOf(spec)) === issued[2]?.token, { message: 'the second refresh on disk' });
+  });
+
+  it('keeps the token when a refresh fails, retries with backoff, and never logs a token', async () => {
+    await h.serve(WEB);
+    const spec = await h.spec({ jwtAudiences: ['api'] });
+    await manager.publish(spec);
+    const dir = await dataDir(spec.targetPath);
+    answer = async () => {
+      throw new AgentError(status.UNAVAILABLE, 'unavailable', 'spire: FetchJWTSVIDs: the SPIRE agent admin socket is unavailable');
+    };
+    await clock.fireNext();
+    await waitFor(() => errors.some((e) => e.kind === 'agent-error'), { message: 'the fetch error event' });
+    expect(clock.pendingDelays()).toEqual([1_000]);
+    await clock.fireNext();
+    await waitFor(() => clock.pendingDelays()[0] === 2_000, { message: 'the second retry scheduled' });
+    expect(clock.pendingDelays()).toEqual([2_000]);
+    expect(await dataDir(spec.targetPath)).toBe(dir);
+    expect(await tokenOf(spec)).toBe(issued[0]!.token);
+    expect(h.logs.some((l) => l.level === 'warn' && l.msg === 'JWT-SVID refresh failed; keeping the current token')).toBe(true);
+
+    // An answer the driver must not publish (wrong subject) counts as invalid and changes nothing.
+    answer = async (_s, audiences) => [await mint(audiences, 'spiffe://example.org/impostor').then((t) => ({ ...t, spiffeId: WEB }))];
+    await clock.fireNext();
+    await waitFor(() => errors.some((e) => e.kind === 'invalid-svid'), { message: 'the invalid token event' });
+    expect(await tokenOf(spec)).toBe(issued[0]!.token);
+
+    answer = async (_s, audiences) => [await mint(audiences)];
+    await clock.fireNext();
+    await waitFor(async () => (await tokenOf(spec)) === issued.at(-1)!.token, { message: 'the token after recovery' });
+    const logged = JSON.stringify(h.logs);
+    for (const svid of issued) {
+      expect(logged).not.toContain(svid.token);
+      expect(logged).not.toContain(svid.token.split('.')[2]!);
+    }
+  });
+
+  it('publish waits for the JWT-SVID: no payload without it', async () => {
+    await h.serve(WEB);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    answer = async (_s, audiences) => {
+      await gate;
+      return [await mint(audiences)];
+    };
+    const spec = await h.spec({ jwtAudiences: ['api'] });
+    let done = false;
+    const publishing = manager.publish(spec).then(() => (done = true));
+    await waitFor(() => h.identity.jwtFetches.length === 1 && h.identity.openStreams.length === 1, { message: 'both requests' });
+    await settle();
+    expect(done).toBe(false);
+    expect(await present(join(spec.targetPath, '..data'))).toBe(false);
+    release();
+    await publishing;
+    expect(await tokenOf(spec)).toBe(issued[0]!.token);
+  });
+
+  it('times out cleanly when the agent denies the JWT-SVID, saying so', async () => {
+    await h.serve(WEB);
+    answer = async () => {
+      throw new AgentError(status.PERMISSION_DENIED, 'permission-denied', 'spire: FetchJWTSVIDs: not an authorized delegate');
+    };
+    const timed = h.manager({ clock: clock.now, timers: clock.timers, publishTimeoutMs: 300 });
+    const spec = await h.spec({ jwtAudiences: ['api'] });
+    const err = await timed.publish(spec).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: status.DEADLINE_EXCEEDED });
+    expect((err as Error).message).toMatch(/no usable JWT-SVID arrived within 300ms/);
+    expect((err as Error).message).toMatch(/PERMISSION_DENIED.*authorized_delegates/);
+    expect(await present(spec.targetPath)).toBe(false);
+    expect(await h.mountIds(spec.targetPath)).toEqual([]);
+    expect(await h.store.get(spec.volumeId)).toBeUndefined();
+    expect(clock.pendingDelays()).toEqual([]);
+    expect(h.identity.jwtBundleListenerCount).toBe(0);
+  });
+
+  it('times out naming the problem when no entry gives a JWT-SVID or the JWT bundle is missing', async () => {
+    await h.serve(WEB);
+    const timed = h.manager({ clock: clock.now, timers: clock.timers, publishTimeoutMs: 300 });
+    answer = async () => [];
+    const noEntry = await timed.publish(await h.spec({ jwtAudiences: ['api'] })).catch((e: unknown) => e);
+    expect((noEntry as Error).message).toMatch(/no JWT-SVID for these selectors/);
+
+    answer = async (_s, audiences) => [await mint(audiences)];
+    h.identity.setJwtBundles(new Map([['partner.test', partner.jwks()]]));
+    const noBundle = await timed.publish(await h.spec({ jwtAudiences: ['api'] })).catch((e: unknown) => e);
+    expect((noBundle as Error).message).toMatch(/no JWT bundle for example.org yet/);
+  });
+
+  it('publishes the JWT-SVID of csi.spire.io/spiffe-id when several come back', async () => {
+    await h.serve(WEB);
+    answer = async (_s, audiences) => [await mint(audiences, 'spiffe://example.org/ns/default'), await mint(audiences)];
+    const spec = await h.spec({ jwtAudiences: ['api'], spiffeId: WEB });
+    await manager.publish(spec);
+    expect(decodeJwt(await tokenOf(spec)).sub).toBe(WEB);
+    const first = await h.spec({ jwtAudiences: ['api'] });
+    await manager.publish(first);
+    expect(decodeJwt(await tokenOf(first)).sub).toBe('spiffe://example.org/ns/default');
+  });
+
+  it('rewrites the JWT bundle file when the agent\'s JWT keys change, and stops everything on unpublish', async () => {
+    await h.serve(WEB);
+    const spec = await h.spec({ jwtAudiences: ['api'] });
+    await manager.publish(spec);
+    const rotatedKeys = Buffer.from(JSON.stringify({ keys: [...JSON.parse(issuer.jwks().toString()).keys, { kty: 'EC', kid: 'next', use: 'jwt-svid' }] }));
+    h.identity.setJwtBundles(new Map([['example.org', rotatedKeys]]));
+    await waitFor(async () => (await readFile(join(spec.targetPath, 'example.org.jwt-bundle.json'))).equals(rotatedKeys), {
+      message: 'the new JWT bundle on disk',
+    });
+    expect(h.identity.jwtFetches).toHaveLength(1);
+
+    // An update that is not a JWKS never replaces the good one.
+    const dir = await dataDir(spec.targetPath);
+    h.identity.setJwtBundles(new Map([['example.org', Buffer.from('nope')]]));
+    await waitFor(() => errors.some((e) => e.kind === 'invalid-svid'), { message: 'the rejected bundle' });
+    expect(await dataDir(spec.targetPath)).toBe(dir);
+
+    await manager.unpublish(spec.volumeId, spec.targetPath);
+    expect(clock.pendingDelays()).toEqual([]);
+    expect(h.identity.jwtBundleListenerCount).toBe(0);
+  });
+
+  it('refetches the JWT-SVID when a volume is resumed after a restart', async () => {
+    await h.serve(WEB);
+    const spec = await h.spec({ jwtAudiences: ['api'] });
+    await manager.publish(spec);
+    await manager.shutdown();
+    expect(clock.pendingDelays()).toEqual([]);
+    const restarted = h.manager({ clock: clock.now, timers: clock.timers, random: () => 0 });
+    expect(await restarted.resumeAll()).toMatchObject({ resumed: 1 });
+    await waitFor(async () => (await tokenOf(spec)) === issued[1]?.token, { message: 'a fresh token after resuming' });
+  });
+});

@@ -45,6 +45,11 @@ export class CsiServerError extends Error {
 }
 
 const DEFAULT_SHUTDOWN_GRACE_MS = 5_000;
+/**
+ * gRPC carries the status message in a trailer; one of a few hundred KiB (say, an echoed
+ * megabyte-long request field) is never delivered and the caller hangs until its deadline.
+ */
+export const MAX_STATUS_DETAILS_CHARS = 4096;
 const noLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
 /** Returns the socket path of a `unix:///abs/path` endpoint (or of a bare absolute path). */
@@ -148,10 +153,15 @@ function unary<Req extends object>(method: string, logger: Logger, handler: Hand
         (err: unknown) => {
           const { code, message, internal } = toStatus(method, err);
           finish(code, { message, internal });
-          callback({ code, details: message });
+          callback({ code, details: boundDetails(message) });
         },
       );
   };
+}
+
+export function boundDetails(message: string): string {
+  if (message.length <= MAX_STATUS_DETAILS_CHARS) return message;
+  return `${message.slice(0, MAX_STATUS_DETAILS_CHARS)}... (message truncated from ${message.length} characters)`;
 }
 
 function toStatus(method: string, err: unknown): { code: status; message: string; internal?: string } {

@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { lstat, realpath } from 'node:fs/promises';
-import { dirname, relative, isAbsolute, sep } from 'node:path';
+import { dirname, join, relative, isAbsolute, sep } from 'node:path';
 import { CsiError } from './errors.js';
 
 /**
@@ -8,6 +8,10 @@ import { CsiError } from './errors.js';
  * existing ancestor of the target, symlinks resolved, must still lie inside the real kubelet root,
  * and the `mount` entry itself, when it exists, must be a real directory, not a symlink, so the
  * tmpfs can never be mounted (nor files written) somewhere a symlink points at.
+ *
+ * Below `<root>/pods` kubelet only ever creates real directories, so a symlink there is refused
+ * even when it stays inside the root: one pointing into another pod's volume would otherwise let
+ * a request publish into, and on cleanup unmount, that pod's tmpfs.
  *
  * Expects a path already accepted by parseTargetPath.
  */
@@ -47,6 +51,16 @@ export async function checkTargetPathOnDisk(targetPath: string, kubeletRoot: str
       `target_path ${JSON.stringify(targetPath)} resolves outside the kubelet root ${JSON.stringify(kubeletRoot)} ` +
         `(${JSON.stringify(ancestor)} -> ${JSON.stringify(realAncestor)}); refusing to follow the symbolic link`,
     );
+  }
+  const podsDir = join(kubeletRoot, 'pods');
+  if (ancestor !== podsDir && isInside(ancestor, podsDir)) {
+    const realPods = await realpath(podsDir).catch(() => join(realRoot, 'pods'));
+    if (realAncestor !== join(realPods, relative(podsDir, ancestor))) {
+      throw CsiError.invalidArgument(
+        `target_path ${JSON.stringify(targetPath)} goes through a symbolic link below ${JSON.stringify(podsDir)} ` +
+          `(${JSON.stringify(ancestor)} -> ${JSON.stringify(realAncestor)}); kubelet never creates one there, refusing to follow it`,
+      );
+    }
   }
 }
 

@@ -53,6 +53,13 @@ const RESERVED_NAMES = ['credential-bundle.pem', 'identity.json'];
 const RESERVED_SUFFIXES = ['.spiffe-trust-bundle.pem', '.jwt-bundle.json'];
 const MAX_GROUP_ID = 2 ** 31 - 1;
 const MAX_FILE_NAME_BYTES = 255;
+/** CSI's general size limit for string fields (spec, "Size Limits"); kubelet's handles are 68 bytes. */
+const MAX_VOLUME_ID_BYTES = 128;
+/** Linux PATH_MAX (including the terminating NUL) and NAME_MAX: longer paths fail every syscall. */
+const MAX_PATH_BYTES = 4095;
+const MAX_SEGMENT_BYTES = 255;
+/** Quoted values are cut to this many characters: messages end up in gRPC trailers and pod events. */
+const MAX_QUOTED_CHARS = 256;
 
 export interface UnpublishTarget {
   readonly volumeId: string;
@@ -103,12 +110,18 @@ export function parseTargetPath(targetPath: string, kubeletRoot: string): Target
   const root = kubeletRoot.replace(/\/+$/, '');
   const expected = `${root}/pods/<pod uid>/volumes/kubernetes.io~csi/<volume name>/mount`;
   if (targetPath.includes('\0')) throw invalid(`target_path ${q(targetPath)} contains a NUL byte`);
+  if (Buffer.byteLength(targetPath, 'utf8') > MAX_PATH_BYTES) {
+    throw invalid(`target_path ${q(targetPath)} is longer than ${MAX_PATH_BYTES} bytes; expected ${expected}`);
+  }
   if (!targetPath.startsWith('/')) {
     throw invalid(`target_path ${q(targetPath)} is not an absolute path; expected ${expected}`);
   }
   const segments = targetPath.split('/').filter((s) => s !== '');
   if (segments.some((s) => s === '.' || s === '..')) {
     throw invalid(`target_path ${q(targetPath)} contains a "." or ".." segment; expected ${expected}`);
+  }
+  if (segments.some((s) => Buffer.byteLength(s, 'utf8') > MAX_SEGMENT_BYTES)) {
+    throw invalid(`target_path ${q(targetPath)} has a path segment longer than ${MAX_SEGMENT_BYTES} bytes; expected ${expected}`);
   }
   const path = `/${segments.join('/')}`;
   const prefix = `${root}/pods/`;
@@ -135,6 +148,9 @@ export function parseTargetPath(targetPath: string, kubeletRoot: string): Target
 
 function requireVolumeId(value: string | undefined): string {
   if (value === undefined || value === '') throw invalid('volume_id is missing; it is required');
+  if (Buffer.byteLength(value, 'utf8') > MAX_VOLUME_ID_BYTES) {
+    throw invalid(`volume_id ${q(value)} is longer than the ${MAX_VOLUME_ID_BYTES} bytes CSI allows for it`);
+  }
   return value;
 }
 
@@ -362,8 +378,10 @@ function attr(name: SpireAttribute): string {
   return `${SPIRE_ATTRIBUTE_PREFIX}${name}`;
 }
 
+/** A huge echoed value would make the message undeliverable (gRPC trailers are size-limited). */
 function q(value: string): string {
-  return JSON.stringify(value);
+  if (value.length <= MAX_QUOTED_CHARS) return JSON.stringify(value);
+  return `${JSON.stringify(value.slice(0, MAX_QUOTED_CHARS))}... (${value.length} characters)`;
 }
 
 function invalid(message: string): CsiError {

@@ -1,4 +1,4 @@
-import { SpiffeId, TrustDomain, X509Bundle, X509Svid } from '@spire-csi/sdk';
+import { SpiffeId, TrustDomain, X509Bundle, X509Svid, verifyX509Svid } from '@spire-csi/sdk';
 import type { AgentX509Svid, BundleUpdate, X509SvidUpdate } from '../spire/identity-provider.js';
 
 /**
@@ -70,8 +70,20 @@ export function validateAgentSvid(svid: AgentX509Svid, bundles: BundleUpdate, op
   const own = claimed.trustDomain;
   const ownDer = bundles.get(own.name);
   if (ownDer === undefined) throw new AgentSvidError('waiting', `no trust bundle for ${own.name} yet`);
-  if (parseBundle(own, ownDer).isEmpty()) {
+  const ownBundle = parseBundle(own, ownDer);
+  if (ownBundle.isEmpty()) {
     throw new AgentSvidError('invalid', `the trust bundle for ${own.name} is empty`);
+  }
+  // A bundle that does not anchor the pod's own SVID would make every peer of its trust domain
+  // fail; keep the last good files until the agent's two streams agree again.
+  try {
+    verifyX509Svid(parsed.certificates, ownBundle, { now: options.now });
+  } catch (err) {
+    throw new AgentSvidError(
+      'invalid',
+      `the SVID for ${claimed} does not chain to the trust bundle of ${own.name}: ${(err as Error).message}`,
+      { cause: err },
+    );
   }
   for (const name of options.federatesWith ?? []) {
     const der = bundles.get(name);

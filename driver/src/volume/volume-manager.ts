@@ -108,6 +108,13 @@ export class VolumeManager implements VolumePublisher {
         `volume ${spec.volumeId} is already published with different parameters: ${diffSpecs(existing.spec, spec).join('; ')}`,
       );
     }
+    const owner = existing === undefined ? this.ownerOfTarget(spec.targetPath, spec.volumeId) : undefined;
+    if (owner !== undefined) {
+      throw new CsiError(
+        status.ALREADY_EXISTS,
+        `target_path ${JSON.stringify(spec.targetPath)} already holds volume ${owner}; publish volume ${spec.volumeId} at its own target path`,
+      );
+    }
     const mounted = await this.internal('checking the mount', () => this.opts.mounter.isMountPoint(spec.targetPath));
     let session = this.sessions.get(spec.volumeId);
     if (session !== undefined && !mounted) {
@@ -131,6 +138,14 @@ export class VolumeManager implements VolumePublisher {
     await this.mutex.run(volumeId, async () => {
       const log = childLogger(this.logger, { volumeId });
       const record = await this.readRecord(volumeId, log);
+      const owner = record === undefined ? this.ownerOfTarget(targetPath, volumeId) : undefined;
+      if (owner !== undefined) {
+        // Never unmount another volume's tmpfs because a request named its path with a wrong id.
+        throw new CsiError(
+          status.FAILED_PRECONDITION,
+          `target_path ${JSON.stringify(targetPath)} holds volume ${owner}, not ${volumeId}; nothing was changed`,
+        );
+      }
       const targets = new Set([targetPath]);
       if (record !== undefined && record.spec.targetPath !== targetPath) {
         log.warn({ recorded: record.spec.targetPath, targetPath }, 'unpublish names another target path than the record; cleaning both');
@@ -204,9 +219,22 @@ export class VolumeManager implements VolumePublisher {
     } catch (err) {
       this.events.emitError('publish-failed', spec.volumeId);
       log.warn({ reason: (err as Error).message }, 'publish failed; removing everything it created');
-      await this.teardown(spec.volumeId, [spec.targetPath]).catch((cleanupErr: unknown) => {
-        log.error({ reason: (cleanupErr as Error).message }, 'cleanup after a failed publish failed');
-      });
+      const cleaned = await this.teardown(spec.volumeId, [spec.targetPath]).then(
+        () => true,
+        (cleanupErr: unknown) => {
+          log.error({ reason: (cleanupErr as Error).message }, 'cleanup after a failed publish failed');
+          return false;
+        },
+      );
+      if (!cleaned) {
+        // Kubelet forgets a volume after a final error, so leftovers would never be unpublished:
+        // answer with a status kubelet treats as uncertain, and it calls again (or unpublishes).
+        throw new CsiError(
+          status.ABORTED,
+          `publishing volume ${spec.volumeId} failed (${(err as Error).message}) and its cleanup did not finish; retry`,
+          { cause: err },
+        );
+      }
       if (this.stopped && !(err instanceof CsiError)) {
         throw new CsiError(status.UNAVAILABLE, 'volume-manager: the driver is shutting down; retry', { cause: err });
       }
@@ -277,6 +305,14 @@ export class VolumeManager implements VolumePublisher {
   }
 
   /** A corrupt record is treated as absent (and overwritten by a publish); it holds no secrets. */
+  /** The id of another live volume published at `targetPath`, if any. */
+  private ownerOfTarget(targetPath: string, volumeId: string): string | undefined {
+    for (const [id, session] of this.sessions) {
+      if (id !== volumeId && session.spec.targetPath === targetPath) return id;
+    }
+    return undefined;
+  }
+
   private async readRecord(volumeId: string, log: Logger): Promise<VolumeRecord | undefined> {
     try {
       return await this.opts.store.get(volumeId);

@@ -1,0 +1,155 @@
+/**
+ * The real parts for driver benches: the test DriverHarness (dev agent, kubelet layout, cleanup of
+ * every mount under its folder), a driver spawned the way a DaemonSet starts it but at info level
+ * (debug logging would be measured otherwise), and bulk publish/unpublish through the kubelet
+ * emulator. Cleanup also runs on SIGTERM/SIGINT, so a bench stopped by the runner leaves no mounts.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { RegistrationEntry } from '../../driver/src/dev-agent/registrations.js';
+import { DriverHarness } from '../../test/helpers/driver-harness.js';
+import { KubeletEmulator, type EmulatedPod, type PublishedVolume } from '../../test/helpers/kubelet-emulator.js';
+import { waitFor } from '../../test/helpers/wait-for.js';
+import { onAbort } from './abort.js';
+import { mapLimit } from './report.js';
+
+export { onAbort };
+
+export const WEB_ID = 'spiffe://example.org/ns/default/sa/web';
+
+/** One entry matching every pod of the namespace, as the benches ask for. */
+export const MATCH_ALL: RegistrationEntry = {
+  spiffeId: WEB_ID,
+  selectors: [{ type: 'k8s', value: 'ns:default' }],
+  federatesWith: [],
+  hint: '',
+};
+
+export async function createHarness(): Promise<DriverHarness> {
+  const h = await DriverHarness.create({
+    registrations: { entries: [MATCH_ALL], federatedTrustDomains: [] },
+    publishTimeoutMs: 30_000,
+  });
+  onAbort(() => h.cleanup());
+  return h;
+}
+
+export interface SpawnedDriver {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  /** Log lines seen so far (info level). */
+  readonly lines: string[];
+  /** Reads VmRSS / VmHWM of the process, in bytes. */
+  rss(): Promise<{ rss: number; hwm: number }>;
+  /** The driver's own heap after GC, through the preloaded heap probe. */
+  heap(): Promise<NodeJS.MemoryUsage>;
+  kill(signal?: NodeJS.Signals): Promise<void>;
+}
+
+/** Set by bench/run.mjs, which bundles driver/src/cli.ts; BENCH_DRIVER_CLI=driver/dist/cli.js runs the built package. */
+const CLI_PATH = process.env.BENCH_DRIVER_CLI ?? join(process.cwd(), 'node_modules', '.cache', 'spire-csi-bench', 'driver-cli.mjs');
+const HEAP_PROBE = process.env.BENCH_HEAP_PROBE ?? join(process.cwd(), 'bench', 'heap-probe.mjs');
+
+/**
+ * The driver CLI in its own process, with the heap probe preloaded (which also writes CPU profiles
+ * when BENCH_CPU_PROF names a folder; the variable reaches the driver through its environment).
+ */
+export async function spawnDriver(h: DriverHarness): Promise<SpawnedDriver> {
+  if (!existsSync(CLI_PATH)) throw new Error(`${CLI_PATH} is missing: run the bench through \`npm run bench\``);
+  const heapFile = join(h.root, `heap-${Date.now()}.json`);
+  const c = h.config;
+  const nodeArgs = ['--expose-gc', '--import', HEAP_PROBE];
+  const child = spawn(
+    process.execPath,
+    [
+      ...nodeArgs,
+      CLI_PATH,
+      '--csi-endpoint', `unix://${c.csiSocketPath}`,
+      '--node-id', c.nodeId,
+      '--admin-socket', c.adminSocketPath,
+      '--kubelet-root', c.kubeletRoot,
+      '--state-dir', c.stateDir,
+      '--publish-timeout', `${c.publishTimeoutMs}ms`,
+      '--log-level', 'info',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, BENCH_HEAP_FILE: heapFile } },
+  );
+  const pid = child.pid;
+  if (pid === undefined) throw new Error('bench: the driver did not start');
+  // The runner kills what is listed here if this process dies without cleaning up.
+  await writeFile(join(h.root, `driver-${pid}.pid`), String(pid));
+  const lines: string[] = [];
+  let partial = '';
+  const onData = (chunk: Buffer): void => {
+    const parts = (partial + chunk.toString('utf8')).split('\n');
+    partial = parts.pop() ?? '';
+    // Only what the benches look for is kept, so 1,000 volumes of logs do not fill this process.
+    for (const line of parts) if (line.includes('serving') || line.includes('resumed') || line.includes('"level":50')) lines.push(line);
+  };
+  child.stdout?.on('data', onData);
+  child.stderr?.on('data', onData);
+  const stopKill = onAbort(async () => void child.kill('SIGKILL'));
+  child.once('exit', () => stopKill());
+  await waitFor(() => lines.some((l) => l.includes('spire-csi driver serving')) || child.exitCode !== null, {
+    timeoutMs: 120_000,
+    message: 'the driver process to serve its CSI socket',
+  });
+  if (child.exitCode !== null) throw new Error(`driver exited with ${child.exitCode}:\n${lines.join('\n')}`);
+
+  return {
+    child,
+    pid,
+    lines,
+    async rss() {
+      const status = await readFile(`/proc/${pid}/status`, 'utf8');
+      const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
+      return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
+    },
+    async heap() {
+      const before = existsSync(heapFile) ? (JSON.parse(await readFile(heapFile, 'utf8')) as { at: number }).at : 0;
+      child.kill('SIGUSR2');
+      const usage = await waitFor(
+        async () => {
+          if (!existsSync(heapFile)) return undefined;
+          const doc = JSON.parse(await readFile(heapFile, 'utf8')) as NodeJS.MemoryUsage & { at: number };
+          return doc.at > before ? doc : undefined;
+        },
+        { timeoutMs: 20_000, message: 'the driver heap probe' },
+      );
+      return usage;
+    },
+    async kill(signal: NodeJS.Signals = 'SIGKILL') {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill(signal);
+      await exited;
+    },
+  };
+}
+
+export function makePods(count: number): EmulatedPod[] {
+  return Array.from({ length: count }, () => KubeletEmulator.pod());
+}
+
+/** Kubelet's part before the call: the volume folder exists. Kept out of timed sections. */
+export async function prepare(kubelet: KubeletEmulator, pods: readonly EmulatedPod[]): Promise<PublishedVolume[]> {
+  return Promise.all(
+    pods.map(async (pod) => {
+      const volume = kubelet.volumeFor(pod);
+      await mkdir(join(volume.targetPath, '..'), { recursive: true, mode: 0o750 });
+      return volume;
+    }),
+  );
+}
+
+export async function publishAll(kubelet: KubeletEmulator, pods: readonly EmulatedPod[], concurrency: number): Promise<PublishedVolume[]> {
+  const volumes = await prepare(kubelet, pods);
+  await mapLimit(pods, concurrency, (pod) => kubelet.publishRaw(kubelet.publishRequest(pod)));
+  return volumes;
+}
+
+export async function unpublishAll(kubelet: KubeletEmulator, volumes: readonly PublishedVolume[], concurrency: number): Promise<void> {
+  await mapLimit(volumes, concurrency, (volume) => kubelet.unpublish(volume));
+}

@@ -1,0 +1,47 @@
+/**
+ * Live-object counts by constructor name from a V8 heap snapshot of this process. Heap totals
+ * also move with JIT code and its metadata; counting the objects a leak would consist of
+ * (SVIDs, bundles, certificates, secure contexts, timers, watchers) separates the two.
+ */
+import { getHeapSnapshot } from 'node:v8';
+
+interface Snapshot {
+  snapshot: { meta: { node_fields: string[]; node_types: [string[], ...unknown[]] } };
+  nodes: number[];
+  strings: string[];
+}
+
+export interface HeapCounts {
+  /** Instances per requested constructor name. */
+  readonly objects: Record<string, number>;
+  /** Bytes held by nodes of type `code` (JIT code and its deopt/relocation metadata). */
+  readonly codeBytes: number;
+  readonly totalBytes: number;
+}
+
+export async function countObjects(names: readonly string[]): Promise<HeapCounts> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of getHeapSnapshot()) chunks.push(chunk as Buffer);
+  const snap = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Snapshot;
+  const fields = snap.snapshot.meta.node_fields;
+  const stride = fields.length;
+  const typeAt = fields.indexOf('type');
+  const nameAt = fields.indexOf('name');
+  const sizeAt = fields.indexOf('self_size');
+  const types = snap.snapshot.meta.node_types[0];
+  const wanted = new Set(names);
+  const objects: Record<string, number> = Object.fromEntries(names.map((n) => [n, 0]));
+  let codeBytes = 0;
+  let totalBytes = 0;
+  for (let i = 0; i < snap.nodes.length; i += stride) {
+    const type = types[snap.nodes[i + typeAt]!];
+    const size = snap.nodes[i + sizeAt]!;
+    totalBytes += size;
+    if (type === 'code') codeBytes += size;
+    if (type !== 'object' && type !== 'native') continue;
+    // Bundlers rename classes to avoid collisions (`_X509Svid`, `X509Svid2`); count them as the original.
+    const name = snap.strings[snap.nodes[i + nameAt]!]!.replace(/^_+/, '').replace(/\d+$/, '');
+    if (wanted.has(name)) objects[name]!++;
+  }
+  return { objects, codeBytes, totalBytes };
+}

@@ -1,0 +1,63 @@
+/**
+ * Fault tests need drivers the harness does not start: with a metrics listener, another agent
+ * socket, or a faster reconnect schedule. This starts one in-process with its log lines captured.
+ */
+import { Writable } from 'node:stream';
+import type { DriverConfig } from '../../../driver/src/config/driver-config.js';
+import type { RegistrationEntry } from '../../../driver/src/dev-agent/registrations.js';
+import { createLogger } from '../../../driver/src/logging.js';
+import { startDriver, type DriverDependencies, type RunningDriver } from '../../../driver/src/main.js';
+import { DelegatedIdentityClient } from '../../../driver/src/spire/delegated-identity-client.js';
+import type { BackoffOptions } from '../../../driver/src/spire/backoff.js';
+
+export interface InProcessDriver {
+  readonly running: RunningDriver;
+  readonly logLines: string[];
+  /** Log lines (JSON) whose text matches. */
+  logsMatching(pattern: RegExp): string[];
+  stop(): Promise<void>;
+}
+
+export interface InProcessOptions {
+  /** Reconnect schedule of the agent client (production default: 500 ms up to 30 s). */
+  readonly backoff?: BackoffOptions;
+  readonly deps?: Partial<DriverDependencies>;
+}
+
+export async function startInProcessDriver(config: DriverConfig, options: InProcessOptions = {}): Promise<InProcessDriver> {
+  const logLines: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      logLines.push(...chunk.toString('utf8').split('\n').filter((line) => line !== ''));
+      done();
+    },
+  });
+  const logger = createLogger('debug', sink);
+  const identity =
+    options.backoff === undefined
+      ? undefined
+      : new DelegatedIdentityClient({ socketPath: config.adminSocketPath, logger: logger.child({ component: 'agent' }), backoff: options.backoff });
+  const running = await startDriver(config, { logger, ...(identity ? { identity } : {}), ...options.deps });
+  let stopped: Promise<void> | undefined;
+  return {
+    running,
+    logLines,
+    logsMatching: (pattern) => logLines.filter((line) => pattern.test(line)),
+    stop: () => (stopped ??= running.stop()),
+  };
+}
+
+export function entry(spiffeId: string, selectors: readonly string[], federatesWith: readonly string[] = []): RegistrationEntry {
+  return {
+    spiffeId,
+    selectors: selectors.map((s) => {
+      const at = s.indexOf(':');
+      return { type: s.slice(0, at), value: s.slice(at + 1) };
+    }),
+    federatesWith,
+    hint: '',
+  };
+}
+
+/** The harness's node is `node-1`: an entry on that selector matches every pod. */
+export const NODE_SELECTOR = 'k8s:node-name:node-1';

@@ -76,7 +76,12 @@ function get(port: number, authorizer: Authorizer): Promise<Http2Answer> {
     stream.setEncoding('utf8');
     stream.on('data', (chunk: string) => (body += chunk));
     stream.once('end', () => {
-      const socket = session.socket as TLSSocket;
+      const socket = session.socket as TLSSocket | undefined;
+      // A refused session can end the stream after its socket is already gone.
+      if (socket === undefined || status === 0) {
+        fail(new Error('the session ended without a response'));
+        return;
+      }
       const answer = { status, body, alpn: session.alpnProtocol, serverSerial: socket.getPeerCertificate().serialNumber.toUpperCase() };
       settled = true;
       session.close();

@@ -123,7 +123,9 @@ export class DriverHarness {
     child.stdout?.on('data', (chunk: Buffer) => this.logLines.push(...chunk.toString('utf8').split('\n').filter(Boolean)));
     child.stderr?.on('data', (chunk: Buffer) => this.logLines.push(...chunk.toString('utf8').split('\n').filter(Boolean)));
     this.child = child;
-    await waitFor(() => this.logLines.some((line) => line.includes('spire-csi driver serving')) || child.exitCode !== null, {
+    // Only this process's lines count: a previous run's "serving" line must not end the wait early.
+    const firstLine = this.logLines.length;
+    await waitFor(() => this.logLines.slice(firstLine).some((line) => line.includes('spire-csi driver serving')) || child.exitCode !== null, {
       timeoutMs: 20_000,
       message: 'the driver process to serve its CSI socket',
     });

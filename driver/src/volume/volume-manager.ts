@@ -304,7 +304,6 @@ export class VolumeManager implements VolumePublisher {
     return childLogger(this.logger, { volumeId: spec.volumeId, pod: spec.pod.name, namespace: spec.pod.namespace });
   }
 
-  /** A corrupt record is treated as absent (and overwritten by a publish); it holds no secrets. */
   /** The id of another live volume published at `targetPath`, if any. */
   private ownerOfTarget(targetPath: string, volumeId: string): string | undefined {
     for (const [id, session] of this.sessions) {
@@ -313,6 +312,7 @@ export class VolumeManager implements VolumePublisher {
     return undefined;
   }
 
+  /** A corrupt record is treated as absent (and overwritten by a publish); it holds no secrets. */
   private async readRecord(volumeId: string, log: Logger): Promise<VolumeRecord | undefined> {
     try {
       return await this.opts.store.get(volumeId);

@@ -12,6 +12,7 @@ import { DevAgent } from '../../driver/src/dev-agent/server.js';
 import type { Registrations } from '../../driver/src/dev-agent/registrations.js';
 import { createLogger } from '../../driver/src/logging.js';
 import { startDriver, type RunningDriver } from '../../driver/src/main.js';
+import { parseMountInfo } from '../../driver/src/volume/mountinfo.js';
 import { KubeletEmulator } from './kubelet-emulator.js';
 import { waitFor } from './wait-for.js';
 
@@ -162,12 +163,8 @@ export class DriverHarness {
 
 /** Every mount point at or below `root`, deepest first. */
 export async function mountsUnder(root: string): Promise<string[]> {
-  const text = await readFile('/proc/self/mountinfo', 'utf8');
-  const points = text
-    .split('\n')
-    .map((line) => line.split(' ')[4])
-    .filter((point): point is string => point !== undefined)
-    .map((point) => point.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(parseInt(oct, 8))))
+  const points = parseMountInfo(await readFile('/proc/self/mountinfo', 'utf8'))
+    .map((entry) => entry.mountPoint)
     .filter((point) => point === root || point.startsWith(`${root}/`));
   return points.sort((a, b) => b.length - a.length);
 }

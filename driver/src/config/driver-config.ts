@@ -1,4 +1,5 @@
 import { isAbsolute } from 'node:path';
+import { parseCsiEndpoint } from '../csi/server.js';
 import { parseDuration } from './duration.js';
 import { ConfigError, formatHelp, parseOptions, type OptionSpec } from './options.js';
 
@@ -68,11 +69,11 @@ export function parseDriverConfig(argv: readonly string[], env: NodeJS.ProcessEn
   };
 }
 
-/** Accepts `unix:///abs/path` (the CSI convention) and, for convenience, a bare absolute path. */
+/** The CSI server's own endpoint rule, reported as a command-line error. */
 export function parseUnixEndpoint(endpoint: string): string {
-  const path = endpoint.startsWith('unix://') ? endpoint.slice('unix://'.length) : endpoint;
-  if (!isAbsolute(path) || endpoint.startsWith('tcp://')) {
-    throw new ConfigError(`--csi-endpoint "${endpoint}" must be unix:///absolute/path/csi.sock`);
+  try {
+    return parseCsiEndpoint(endpoint);
+  } catch (error) {
+    throw new ConfigError(`--csi-endpoint ${(error as Error).message.replace(/^csi: endpoint /, '')}`);
   }
-  return path;
 }

@@ -134,6 +134,34 @@ describe('SPIFFE https server', () => {
     expect(seen.requests).toEqual([]);
   });
 
+  it('serves a client whose SVID is issued by an intermediate (the server sees the whole presented chain)', async () => {
+    const minted = await (await a.ca.intermediate()).mint('spiffe://a.org/via-intermediate');
+    const client = { minted, svid: X509Svid.fromDer(minted.chainDer, minted.keyDer) };
+    const { port, seen } = await startHttps(source(serverId, a), authorizeAny());
+    const res = await httpsGet(port, sdkClient(client, a));
+    expect(res.body).toBe('hello spiffe://a.org/via-intermediate');
+    expect(seen.failures).toEqual([]);
+  });
+
+  it('cross-trust-domain forgery through an intermediate: a b.org intermediate issuing spiffe://a.org is refused', async () => {
+    const forged = await (await b.ca.intermediate()).mint('spiffe://a.org/client');
+    const { port, seen } = await startHttps(source(serverId, a, b), authorizeAny());
+    const outcome = await tlsProbe(port, rawClientOptions(forged, a), 'GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    expect(outcome.data).toBe('');
+    await waitFor(() => seen.failures.length === 1, { message: 'authorization failure event' });
+    expect(seen.failures[0]).toBeInstanceOf(X509VerificationError);
+    expect(seen.failures[0]!.message).toMatch(/a\.org/);
+    expect(seen.requests).toEqual([]);
+  });
+
+  it("keeps the application's own keylog listener working", async () => {
+    const { server, port } = await startHttps(source(serverId, a), authorizeAny());
+    const lines: string[] = [];
+    server.on('keylog', (line: Buffer) => lines.push(line.toString()));
+    expect((await httpsGet(port, sdkClient(clientA, a))).status).toBe(200);
+    expect(lines.some((line) => /^(CLIENT_RANDOM|CLIENT_HANDSHAKE_TRAFFIC_SECRET) /.test(line))).toBe(true);
+  });
+
   it('expired client certificate is refused', async () => {
     const expired = await a.ca.mint('spiffe://a.org/client', {
       notBefore: new Date(Date.now() - 2 * HOUR),
@@ -252,11 +280,7 @@ describe('SPIFFE tls server', () => {
       expect(seen.connections).toHaveLength(2);
     });
 
-    // Known gap on Node 24: the server side of getPeerCertificate(true) does not expose the
-    // client's intermediate there, so such clients are refused. `it.fails` keeps that visible and
-    // turns red once it is fixed.
-    const onNode24 = Number(process.versions.node.split('.')[0]) >= 24;
-    (onNode24 ? it.fails : it)(`accepts a resumed session (${maxVersion}) from an SVID issued by an intermediate`, async () => {
+    it(`accepts a resumed session (${maxVersion}) from an SVID issued by an intermediate`, async () => {
       // A resumed session carries only the leaf; the intermediate must come from the earlier handshake.
       const minted = await (await a.ca.intermediate()).mint('spiffe://a.org/via-intermediate');
       const client = { minted, svid: X509Svid.fromDer(minted.chainDer, minted.keyDer) };

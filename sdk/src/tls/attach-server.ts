@@ -14,10 +14,11 @@ import { silentLogger, type Logger } from '../logger.js';
 import type { X509Material, X509Source } from '../source/x509-source.js';
 import { SpiffeTlsError, messageOf } from './errors.js';
 import { IntermediatePool } from './intermediate-pool.js';
+import { PeerChainCapture } from './peer-chain-capture.js';
 import { recordPeerSpiffeId } from './peer-id.js';
 import { serverSecureContextOptions } from './server-options.js';
 import { rejectManagedOptions, type TlsSettings } from './tls-settings.js';
-import { peerChainOf, verifyPeer } from './verify-peer.js';
+import { verifyPeer } from './verify-peer.js';
 
 /** Emitted on the server with `(error: Error, socket: TLSSocket)` after a peer was rejected. */
 export const SPIFFE_AUTHORIZATION_FAILED = 'spiffeAuthorizationFailed';
@@ -110,12 +111,13 @@ export function attachSpiffeTls(
   };
 
   const intermediates = new IntermediatePool();
+  const presented = new PeerChainCapture(server);
   const inner = server.rawListeners('secureConnection') as ConnectionListener[];
   server.removeAllListeners('secureConnection');
   server.on('secureConnection', function gate(this: Server, socket: TLSSocket) {
     let verified;
     try {
-      const chain = peerChainOf(socket.getPeerCertificate(true));
+      const chain = presented.take(socket);
       // A resumed session keeps only the leaf: offer intermediates from earlier verified chains.
       if (socket.isSessionReused() && chain.length > 0) chain.push(...intermediates.certificates());
       verified = verifyPeer(chain, source, authorizer);

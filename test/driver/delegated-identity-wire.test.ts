@@ -2,7 +2,7 @@ import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { agentErrorFromStatus, streamEndedError } from '../../driver/src/spire/agent-errors.js';
 import { AgentError } from '../../driver/src/spire/identity-provider.js';
-import { bundleUpdateFromWire, svidUpdateFromWire, trustDomainName, WireError } from '../../driver/src/spire/wire.js';
+import { bundleUpdateFromWire, jwtSvidsFromWire, svidUpdateFromWire, trustDomainName, WireError } from '../../driver/src/spire/wire.js';
 import { TestCa } from '../helpers/test-ca.js';
 
 describe('wire conversion', () => {
@@ -41,6 +41,15 @@ describe('wire conversion', () => {
     expect(svid!.keyDer.equals(minted.keyDer)).toBe(true);
   });
 
+  it('accepts an empty path (the trust domain itself) and refuses a JWT-SVID path without a leading slash', () => {
+    const id = { trust_domain: 'example.org', path: '' };
+    expect(jwtSvidsFromWire({ svids: [{ token: 't', id, expires_at: '1', issued_at: '0', hint: '' }] })[0]!.spiffeId).toBe(
+      'spiffe://example.org',
+    );
+    const bad = { token: 't', id: { trust_domain: 'example.org', path: 'x' }, expires_at: '1', issued_at: '0', hint: '' };
+    expect(() => jwtSvidsFromWire({ svids: [bad] })).toThrow(/svids\[0\]\.id\.path "x" must be empty or start with/);
+  });
+
   it('passes an empty set through', () => {
     expect(svidUpdateFromWire({ x509_svids: [], federates_with: [] })).toEqual({ svids: [], federatesWith: [] });
   });
@@ -55,6 +64,11 @@ describe('wire conversion', () => {
     ['empty-chain', { ...base, x509_svid: { ...base.x509_svid, cert_chain: [] } }, /empty cert_chain/],
     ['bad-der', { ...base, x509_svid: { ...base.x509_svid, cert_chain: [Buffer.from([0x30, 0x05, 0x00])] } }, /cert_chain is not DER/],
     ['no-key', { ...base, x509_svid_key: Buffer.alloc(0) }, /no private key/],
+    [
+      'path-without-slash',
+      { ...base, x509_svid: { ...base.x509_svid, id: { trust_domain: 'example.org', path: 'evil.org/a' } } },
+      /x509_svids\[0\]\.id\.path "evil\.org\/a" must be empty or start with "\/"/,
+    ],
   ])('rejects %s without echoing key bytes', (_name, item, message) => {
     expect(() => svidUpdateFromWire({ x509_svids: [item], federates_with: [] })).toThrow(message);
   });

@@ -117,7 +117,7 @@ export function jwtSvidsFromWire(message: WireFetchJwtSvidsResponse): AgentJwtSv
     if (typeof svid.token !== 'string' || svid.token === '') throw new WireError(`svids[${index}] has no token`);
     return {
       token: svid.token,
-      spiffeId: `${SCHEME}${svid.id.trust_domain}${svid.id.path}`,
+      spiffeId: spiffeIdFromWire(svid.id, `svids[${index}]`),
       expiresAt: String(svid.expires_at ?? '0'),
       issuedAt: String(svid.issued_at ?? '0'),
       hint: svid.hint ?? '',
@@ -152,12 +152,24 @@ function svidFromWire(item: WireX509SvidWithKey, index: number): AgentX509Svid {
     throw new WireError(`x509_svids[${index}] has no private key`);
   }
   return {
-    spiffeId: `${SCHEME}${svid.id.trust_domain}${svid.id.path}`,
+    spiffeId: spiffeIdFromWire(svid.id, `x509_svids[${index}]`),
     chainDer,
     keyDer: Buffer.from(item.x509_svid_key),
     expiresAt: String(svid.expires_at ?? '0'),
     hint: svid.hint ?? '',
   };
+}
+
+/**
+ * Joins the proto's two halves. A path that does not start with '/' would merge into the trust
+ * domain name ("a.org" + "evil.org/x"), so it is refused here rather than left to later checks.
+ */
+function spiffeIdFromWire(id: WireSpiffeId, field: string): string {
+  const path = id.path ?? '';
+  if (path !== '' && !path.startsWith('/')) {
+    throw new WireError(`${field}.id.path ${JSON.stringify(path.slice(0, 64))} must be empty or start with "/"`);
+  }
+  return `${SCHEME}${id.trust_domain}${path}`;
 }
 
 export function selectorsToWire(selectors: readonly Selector[]): WireSelector[] {

@@ -11,6 +11,9 @@ export default defineConfig({
   platform: 'node',
   tsconfig: 'tsconfig.json',
   banner: { js: '#!/usr/bin/env node' },
+  // tsup leaves `dependencies` external but would inline optional ones; koffi loads a native
+  // binary from its own package folder, so it must be imported from node_modules at run time.
+  external: ['koffi'],
   // The wire definitions ship inside the package so an installed driver never reaches outside its folder.
   async onSuccess() {
     await cp('../proto', 'dist/proto', { recursive: true });

@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { MountInfoError, mountsAt, parseMountInfo, parseMountInfoLine, unescapeMountField } from '../../driver/src/volume/mountinfo.js';
-import { tmpfsMountOptions } from '../../driver/src/volume/mounter.js';
+import {
+  escapeMountField,
+  MountInfoError,
+  mountsAt,
+  parseMountInfo,
+  parseMountInfoLine,
+  scanMountsAt,
+  unescapeMountField,
+} from '../../driver/src/volume/mountinfo.js';
+import { TMPFS_MOUNT_FLAGS, tmpfsMountData, tmpfsMountOptions } from '../../driver/src/volume/mounter.js';
 
 const SAMPLE = [
   '22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw',
@@ -50,7 +58,38 @@ describe('mountinfo parser', () => {
   });
 });
 
+describe('scanning mountinfo for one path', () => {
+  const text = [
+    SAMPLE.trimEnd(),
+    // /srv appears as a root and as a source below, never as a mount point.
+    '50 22 0:41 /srv /mnt/bind rw - ext4 /srv rw',
+    '51 22 0:42 / /srv/sub rw - tmpfs tmpfs rw',
+    '52 51 0:43 / /srv/sub rw - tmpfs tmpfs rw',
+    '53 22 0:44 / /last\\134line rw - tmpfs tmpfs rw',
+  ].join('\n');
+
+  it('finds what the full parse finds', () => {
+    const paths = ['/', '/mnt/with space\ttab', '/var/lib/kubelet/pods/abc/volumes/kubernetes.io~csi/spiffe/mount', '/srv', '/srv/sub', '/mnt/bind', '/last\\line', '/mnt', '/nowhere'];
+    for (const path of paths) {
+      expect(scanMountsAt(text, path), path).toEqual(mountsAt(parseMountInfo(text), path));
+    }
+    expect(scanMountsAt(text, '/srv/sub').map((entry) => entry.mountId)).toEqual([51, 52]);
+    expect(scanMountsAt(text, '/srv')).toEqual([]);
+  });
+
+  it('escapes paths the way the kernel does', () => {
+    expect(escapeMountField('/a b\tc\nd\\e')).toBe('/a\\040b\\011c\\012d\\134e');
+    expect(unescapeMountField(escapeMountField('/a b\\040'))).toBe('/a b\\040');
+  });
+});
+
 describe('tmpfs mount options', () => {
+  it('splits flags from the tmpfs data for mount(2)', () => {
+    expect(tmpfsMountData({ sizeBytes: 4096, mode: 0o750, gid: 2000 })).toBe('size=4096,mode=0750,gid=2000');
+    // MS_NOSUID | MS_NODEV | MS_NOEXEC
+    expect(TMPFS_MOUNT_FLAGS).toBe(0x2 | 0x4 | 0x8);
+  });
+
   it('restricts size, mode and executable content', () => {
     expect(tmpfsMountOptions({ sizeBytes: 1048576, mode: 0o755 })).toBe('size=1048576,mode=0755,nosuid,nodev,noexec');
     expect(tmpfsMountOptions({ sizeBytes: 4096, mode: 0o750, gid: 2000 })).toBe('size=4096,mode=0750,gid=2000,nosuid,nodev,noexec');

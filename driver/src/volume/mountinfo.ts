@@ -67,3 +67,29 @@ export function parseMountInfo(text: string): MountInfoEntry[] {
 export function mountsAt(entries: readonly MountInfoEntry[], absolutePath: string): MountInfoEntry[] {
   return entries.filter((entry) => entry.mountPoint === absolutePath);
 }
+
+/** The kernel's escaping of paths in mountinfo (space, tab, newline, backslash), the inverse of `unescapeMountField`. */
+export function escapeMountField(path: string): string {
+  return path.replace(/[ \t\n\\]/g, (char) => `\\${char.charCodeAt(0).toString(8).padStart(3, '0')}`);
+}
+
+/**
+ * `mountsAt(parseMountInfo(text), absolutePath)` without splitting every line into fields: with
+ * a thousand pod volumes mounted, checking each of them that way is quadratic. An escaped path
+ * contains no space, so ` <escaped path> ` can only be a whole field; only the lines holding it
+ * are parsed, and then checked for it in the mount point field (it may be the root or source).
+ */
+export function scanMountsAt(text: string, absolutePath: string): MountInfoEntry[] {
+  const needle = ` ${escapeMountField(absolutePath)} `;
+  const found: MountInfoEntry[] = [];
+  let at = text.indexOf(needle);
+  while (at >= 0) {
+    const start = text.lastIndexOf('\n', at) + 1;
+    const newline = text.indexOf('\n', at);
+    const end = newline < 0 ? text.length : newline;
+    const entry = parseMountInfoLine(text.slice(start, end));
+    if (entry.mountPoint === absolutePath) found.push(entry);
+    at = text.indexOf(needle, end);
+  }
+  return found;
+}

@@ -3,7 +3,8 @@ import { decodePem, X509Svid } from '@spire-csi/sdk';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { AgentX509Svid, BundleUpdate } from '../../driver/src/spire/identity-provider.js';
 import { AgentSvidError, chooseSvid, normalizeFederatesWith, validateAgentSvid } from '../../driver/src/volume/agent-svid.js';
-import { buildPayload, PayloadError } from '../../driver/src/volume/payload.js';
+import { buildPayload, PayloadError, sameIdentityFacts } from '../../driver/src/volume/payload.js';
+import { PemMemo } from '../../driver/src/volume/pem-memo.js';
 import { DEFAULT_FILES, type VolumeSpec } from '../../driver/src/volume/volume-spec.js';
 import { TestCa, type MintedSvid } from '../helpers/test-ca.js';
 
@@ -119,6 +120,29 @@ describe('payload', () => {
     const a = buildPayload(input).files;
     const b = buildPayload(input).files;
     expect([...a]).toEqual([...b]);
+  });
+
+  it('gives the same bytes from the parsed leaf and the PEM memo, sharing them across volumes', () => {
+    const parsed = X509Svid.fromDer(svid.chainDer, svid.keyDer);
+    const memo = new PemMemo();
+    const plain = buildPayload({ spec: spec(), svid, bundles, federatesWith: ['partner.test'], now: NOW }).files;
+    const fast = buildPayload({ spec: spec(), svid, bundles, federatesWith: ['partner.test'], now: NOW, parsed, pem: memo }).files;
+    const other = buildPayload({ spec: spec({ volumeId: 'csi-2', fsGroup: 2000 }), svid, bundles, federatesWith: ['partner.test'], now: NOW, parsed, pem: memo }).files;
+    expect([...fast].map(([n, f]) => [n, String(f.data), f.mode])).toEqual([...plain].map(([n, f]) => [n, String(f.data), f.mode]));
+    expect(other.get('credential-bundle.pem')?.data).toBe(fast.get('credential-bundle.pem')?.data);
+    expect(other.get('example.org.spiffe-trust-bundle.pem')?.data).toBe(fast.get('example.org.spiffe-trust-bundle.pem')?.data);
+  });
+
+  it('treats identity.json files that differ only in updatedAt as the same content', () => {
+    const at = (now: Date): Buffer => Buffer.from(String(buildPayload({ spec: spec(), svid, bundles, federatesWith: [], now }).files.get('identity.json')?.data));
+    const earlier = at(NOW);
+    const later = at(new Date(NOW.getTime() + 60_000));
+    expect(earlier.equals(later)).toBe(false);
+    expect(sameIdentityFacts(earlier, later)).toBe(true);
+    const federated = Buffer.from(String(buildPayload({ spec: spec(), svid, bundles, federatesWith: ['partner.test'], now: NOW }).files.get('identity.json')?.data));
+    expect(sameIdentityFacts(earlier, federated)).toBe(false);
+    expect(sameIdentityFacts(Buffer.from('not json'), later)).toBe(false);
+    expect(sameIdentityFacts(Buffer.from('{"spiffeId":"x"}'), later)).toBe(false);
   });
 
   it('rejects a split name that collides with a standard file, and a missing own bundle', () => {

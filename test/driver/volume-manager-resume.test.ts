@@ -61,6 +61,17 @@ describe.skipIf(!isRoot)('VolumeManager restart', () => {
     expect(h.identity.openStreams).toHaveLength(1);
   });
 
+  it('rewrites nothing after a restart when the agent sends the same SVID and bundles', async () => {
+    const [spec] = (await publishedThenStopped()) as [VolumeSpec];
+    const oldDir = await dataDir(spec.targetPath);
+    const identityBefore = await readFile(join(spec.targetPath, 'identity.json'), 'utf8');
+    const second = h.manager();
+    await second.resumeAll();
+    await waitFor(() => second.earliestExpiry() !== undefined, { message: 'the resumed session to deliver' });
+    expect(await dataDir(spec.targetPath)).toBe(oldDir);
+    expect(await readFile(join(spec.targetPath, 'identity.json'), 'utf8')).toBe(identityBefore);
+  });
+
   it('drops the volumes of pods that are gone', async () => {
     const [gone, kept] = (await publishedThenStopped(2)) as [VolumeSpec, VolumeSpec];
     await h.mounter.unmount(gone.targetPath);

@@ -8,7 +8,7 @@ import type {
 import { endWithStatus, writeMessage } from './grpc-endpoint.js';
 import { entryKey, matchEntries } from './matcher.js';
 import type { RegistrationEntry, Registrations } from './registrations.js';
-import { buildSvidResponse } from './responses.js';
+import { buildSvidResponse, type SvidResponse } from './responses.js';
 import type { SvidCache } from './svid-cache.js';
 import type { TrustStore } from './trust-store.js';
 
@@ -102,19 +102,38 @@ export class StreamHub {
     }
 
     const used = new Map<string, RegistrationEntry>();
+    // Per push, each entry's key is computed once and each distinct matched set gets one response:
+    // a thousand streams of one entry (one namespace) cost one build, not a thousand.
+    const keys = new Map<RegistrationEntry, string>();
+    const keyOf = (entry: RegistrationEntry): string => {
+      let key = keys.get(entry);
+      if (key === undefined) {
+        key = entryKey(entry);
+        keys.set(entry, key);
+      }
+      return key;
+    };
     for (const stream of this.svidStreams) {
       if (stream.matchedFor !== registrations) {
         stream.matched = matchEntries(registrations.entries, stream.selectors);
         stream.matchedFor = registrations;
       }
-      for (const entry of stream.matched) used.set(entryKey(entry), entry);
+      for (const entry of stream.matched) used.set(keyOf(entry), entry);
     }
     svids.retainOnly(new Set(used.keys()));
     const issued = await svids.ensure([...used.values()]);
+    const indexOf = new Map(registrations.entries.map((entry, i) => [entry, i] as const));
+    const responses = new Map<string, SvidResponse>();
     for (const stream of this.svidStreams) {
       // A stream that arrived during issuance may match entries not issued yet; the next push covers it.
-      if (stream.matchedFor !== registrations || stream.matched.some((e) => !issued.has(entryKey(e)))) continue;
-      const response = buildSvidResponse(stream.matched, issued, (td) => trust.hasFederated(td));
+      if (stream.matchedFor !== registrations || stream.matched.some((e) => !issued.has(keyOf(e)))) continue;
+      // Entry identity (its position in this registration set), so even duplicate entries stay apart.
+      const signature = stream.matched.map((e) => indexOf.get(e)).join(',');
+      let response = responses.get(signature);
+      if (response === undefined) {
+        response = buildSvidResponse(stream.matched, issued, (td) => trust.hasFederated(td));
+        responses.set(signature, response);
+      }
       if (response.fingerprint === stream.fingerprint) continue;
       stream.fingerprint = response.fingerprint;
       writeMessage(stream.call, response.message);

@@ -1,3 +1,4 @@
+import type { X509Certificate } from 'node:crypto';
 import { SpiffeId, TrustDomain, X509Bundle, X509Svid, verifyX509Svid } from '@spire-csi/sdk';
 import type { AgentX509Svid, BundleUpdate, X509SvidUpdate } from '../spire/identity-provider.js';
 
@@ -49,6 +50,17 @@ export interface ValidateOptions {
  * and non-empty. Messages never include key bytes.
  */
 export function validateAgentSvid(svid: AgentX509Svid, bundles: BundleUpdate, options: ValidateOptions): X509Svid {
+  return checkAgentSvid(svid, bundles, options).svid;
+}
+
+export interface CheckedAgentSvid {
+  readonly svid: X509Svid;
+  /** The verified path, leaf to bundle authority: what a cached result must re-check against the clock. */
+  readonly path: readonly X509Certificate[];
+}
+
+/** validateAgentSvid, also returning the verified certificate path. */
+export function checkAgentSvid(svid: AgentX509Svid, bundles: BundleUpdate, options: ValidateOptions): CheckedAgentSvid {
   let claimed: SpiffeId;
   try {
     claimed = SpiffeId.parse(svid.spiffeId);
@@ -76,8 +88,9 @@ export function validateAgentSvid(svid: AgentX509Svid, bundles: BundleUpdate, op
   }
   // A bundle that does not anchor the pod's own SVID would make every peer of its trust domain
   // fail; keep the last good files until the agent's two streams agree again.
+  let path: readonly X509Certificate[];
   try {
-    verifyX509Svid(parsed.certificates, ownBundle, { now: options.now });
+    path = verifyX509Svid(parsed.certificates, ownBundle, { now: options.now }).chain;
   } catch (err) {
     throw new AgentSvidError(
       'invalid',
@@ -89,7 +102,7 @@ export function validateAgentSvid(svid: AgentX509Svid, bundles: BundleUpdate, op
     const der = bundles.get(name);
     if (der !== undefined && der.length > 0) parseBundle(TrustDomain.parse(name), der);
   }
-  return parsed;
+  return { svid: parsed, path };
 }
 
 function parseBundle(td: TrustDomain, der: Buffer): X509Bundle {

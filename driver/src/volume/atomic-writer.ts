@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import * as nodeFs from 'node:fs/promises';
+import type { Dirent } from 'node:fs';
 import { join } from 'node:path';
 import { isErrno } from './errno.js';
 
@@ -7,6 +8,11 @@ export interface PayloadFile {
   readonly data: Buffer | string;
   /** Applied with chmod, so the process umask never matters. */
   readonly mode: number;
+  /**
+   * Whether bytes already on disk count as this file's content although they differ (a timestamp
+   * that alone must not cause a rewrite). Byte-equal content always counts.
+   */
+  readonly sameAs?: (existing: Buffer, wanted: Buffer) => boolean;
 }
 
 export type Payload = ReadonlyMap<string, PayloadFile>;
@@ -16,17 +22,50 @@ export interface Ownership {
   readonly gid: number;
 }
 
-/** The fs calls the writer makes; tests swap one for a failing version. */
-export type WriterFs = Pick<
-  typeof nodeFs,
-  'mkdir' | 'open' | 'chmod' | 'chown' | 'symlink' | 'rename' | 'readlink' | 'readdir' | 'readFile' | 'lstat' | 'unlink' | 'rm'
->;
+/** The file-handle calls the writer makes. */
+export interface WriterFileHandle {
+  writeFile(data: Buffer): Promise<void>;
+  chown(uid: number, gid: number): Promise<void>;
+  chmod(mode: number): Promise<void>;
+  sync(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The fs calls the writer makes (node:fs/promises fits); tests swap one for a failing version. */
+export interface WriterFs {
+  mkdir(path: string, options: { mode: number }): Promise<unknown>;
+  open(path: string, flags: string, mode?: number): Promise<WriterFileHandle>;
+  chmod(path: string, mode: number): Promise<void>;
+  chown(path: string, uid: number, gid: number): Promise<void>;
+  symlink(target: string, path: string): Promise<void>;
+  rename(oldPath: string, newPath: string): Promise<void>;
+  readlink(path: string): Promise<string>;
+  readdir(path: string, options: { withFileTypes: true }): Promise<Dirent[]>;
+  readFile(path: string): Promise<Buffer>;
+  unlink(path: string): Promise<void>;
+  rmdir(path: string): Promise<void>;
+  rm(path: string, options: { recursive?: boolean; force?: boolean }): Promise<void>;
+}
 
 export interface AtomicWriterOptions {
   /** Mode of each payload directory; the tmpfs root above it is what restricts entry. */
   readonly dirMode?: number;
   readonly fs?: WriterFs;
   readonly now?: () => Date;
+  /**
+   * fsync each file and directory before and after the swap (default true). Only a target on a
+   * memory filesystem (the driver's tmpfs, which does not survive a reboot anyway) may turn it
+   * off: there fsync does nothing but still costs calls. Atomicity for readers does not depend on
+   * it; the rename of `..data` is what readers see.
+   */
+  readonly durable?: boolean;
+  /**
+   * Runs the removal of replaced payload directories later instead of inside write(). Readers are
+   * unaffected (they follow `..data`, and a reader still inside an old directory gets longer to
+   * finish); a directory left by a crash or a failed removal is removed by the next write.
+   * Default: removed before write() resolves.
+   */
+  readonly deferCleanup?: (task: () => Promise<void>) => void;
 }
 
 export interface WriteResult {
@@ -57,30 +96,53 @@ export class AtomicWriter {
   private readonly dirMode: number;
   private readonly fs: WriterFs;
   private readonly now: () => Date;
+  private readonly durable: boolean;
+  private readonly deferCleanup: ((task: () => Promise<void>) => void) | undefined;
+  /** What the last successful write left in place; lets a changed payload skip reading the old one. */
+  private lastWritten: Payload | undefined;
+  /** Visible names whose link this writer created or verified in its last successful write. */
+  private linked = new Set<string>();
 
   constructor(targetDir: string, options: AtomicWriterOptions = {}) {
     this.targetDir = targetDir;
     this.dirMode = options.dirMode ?? 0o755;
     this.fs = options.fs ?? nodeFs;
     this.now = options.now ?? (() => new Date());
+    this.durable = options.durable ?? true;
+    this.deferCleanup = options.deferCleanup;
   }
 
   async write(payload: Payload, ownership?: Ownership): Promise<WriteResult> {
     validatePayload(payload);
-    await this.assertLinksReplaceable(payload);
-    const current = await this.currentDir();
-    if (current !== undefined && (await this.sameContent(current, payload))) {
+    const last = this.lastWritten;
+    this.lastWritten = undefined;
+    const result = await this.writeOnce(payload, last, ownership);
+    this.lastWritten = payload;
+    return result;
+  }
+
+  private async writeOnce(payload: Payload, last: Payload | undefined, ownership?: Ownership): Promise<WriteResult> {
+    // One listing serves the conflict check, the link updates and the cleanup: the writer is the
+    // only one creating entries here, and what it creates meanwhile (the new payload dir, the
+    // renamed `..data_tmp`) must not be cleaned up anyway.
+    const entries = await this.list();
+    this.assertLinksReplaceable(payload, entries);
+    const current = entries.has(DATA) ? await this.currentDir() : undefined;
+    // When the payload differs from the one this writer last put there, the folder cannot hold it
+    // (at worst someone else wrote exactly it, and it is written once more).
+    const knownChanged = last !== undefined && !samePayload(last, payload);
+    if (current !== undefined && !knownChanged && (await this.sameContent(current, payload))) {
       await this.applyAttributes(current, payload, ownership);
-      await this.finish(current, payload);
+      await this.finish(current, payload, entries);
       return { changed: false, dir: current };
     }
-    const next = await this.writePayloadDir(payload, ownership);
+    const next = await this.writePayloadDir(payload, entries, ownership);
     await this.fs.rename(join(this.targetDir, DATA_TMP), join(this.targetDir, DATA)).catch(async (err: unknown) => {
       await this.discard(next);
       throw new AtomicWriterError(`swapping ${DATA} in ${this.targetDir} failed: ${(err as Error).message}`, { cause: err });
     });
-    await syncDir(this.fs, this.targetDir).catch(() => undefined);
-    await this.finish(next, payload);
+    if (this.durable) await syncDir(this.fs, this.targetDir).catch(() => undefined);
+    await this.finish(next, payload, entries);
     return { changed: true, dir: next };
   }
 
@@ -94,22 +156,30 @@ export class AtomicWriter {
     }
   }
 
+  /** The target's entries by name; empty when it does not exist (creating the payload dir then reports it). */
+  private async list(): Promise<Map<string, Dirent>> {
+    try {
+      return new Map((await this.fs.readdir(this.targetDir, { withFileTypes: true })).map((entry) => [entry.name, entry]));
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return new Map();
+      throw new AtomicWriterError(`listing ${this.targetDir} failed: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
   private async sameContent(dir: string, payload: Payload): Promise<boolean> {
     try {
-      const names = await this.fs.readdir(join(this.targetDir, dir));
-      if (names.length !== payload.size) return false;
+      // Contents first: after a rotation the first file already differs and nothing else is read.
       for (const [name, file] of payload) {
-        const existing = await this.fs.readFile(join(this.targetDir, dir, name));
-        if (!existing.equals(toBuffer(file.data))) return false;
+        if (!sameFile(await this.fs.readFile(join(this.targetDir, dir, name)), file)) return false;
       }
-      return true;
+      return (await this.fs.readdir(join(this.targetDir, dir), { withFileTypes: true })).length === payload.size;
     } catch (err) {
       if (isErrno(err, 'ENOENT', 'ENOTDIR', 'EISDIR')) return false;
       throw err;
     }
   }
 
-  private async writePayloadDir(payload: Payload, ownership?: Ownership): Promise<string> {
+  private async writePayloadDir(payload: Payload, entries: ReadonlyMap<string, Dirent>, ownership?: Ownership): Promise<string> {
     const name = `..${timestamp(this.now())}.${randomBytes(8).toString('hex')}`;
     const dir = join(this.targetDir, name);
     try {
@@ -122,13 +192,14 @@ export class AtomicWriter {
           if (ownership !== undefined) await handle.chown(ownership.uid, ownership.gid);
           // chmod after chown: chown may clear setgid-like bits, and the mode must be exact.
           await handle.chmod(content.mode);
-          await handle.sync();
+          if (this.durable) await handle.sync();
         } finally {
           await handle.close();
         }
       }
-      await syncDir(this.fs, dir);
-      await this.fs.rm(join(this.targetDir, DATA_TMP), { force: true });
+      if (this.durable) await syncDir(this.fs, dir);
+      // A leftover from a write cut short; the listing is enough to know (only this writer makes it).
+      if (entries.has(DATA_TMP)) await this.fs.rm(join(this.targetDir, DATA_TMP), { force: true });
       await this.fs.symlink(name, join(this.targetDir, DATA_TMP));
       return name;
     } catch (err) {
@@ -155,61 +226,94 @@ export class AtomicWriter {
   }
 
   /** After the swap: visible links, then stale links, then payload dirs nothing points to. */
-  private async finish(current: string, payload: Payload): Promise<void> {
+  private async finish(current: string, payload: Payload, entries: ReadonlyMap<string, Dirent>): Promise<void> {
     try {
-      await this.reconcileEntries(current, payload);
+      await this.reconcileEntries(current, payload, entries);
     } catch (err) {
       if (err instanceof AtomicWriterError) throw err;
       throw new AtomicWriterError(`updating links in ${this.targetDir} failed: ${(err as Error).message}`, { cause: err });
     }
   }
 
-  private async reconcileEntries(current: string, payload: Payload): Promise<void> {
-    for (const name of payload.keys()) await this.ensureLink(name);
-    for (const entry of await this.fs.readdir(this.targetDir)) {
-      if (entry.startsWith('..')) {
-        if (PAYLOAD_DIR.test(entry) && entry !== current) {
-          await this.fs.rm(join(this.targetDir, entry), { recursive: true, force: true });
-        }
-      } else if (!payload.has(entry) && (await this.linksIntoData(entry))) {
-        await this.fs.unlink(join(this.targetDir, entry));
+  private async reconcileEntries(current: string, payload: Payload, entries: ReadonlyMap<string, Dirent>): Promise<void> {
+    for (const name of payload.keys()) {
+      const entry = entries.get(name);
+      // This writer made or checked that link in its last write and it is still a symlink: only
+      // its target could have changed, which nothing but root on the host can do. Skipping the
+      // readlink saves a call per file per rotation; a restarted driver checks every link again.
+      if (entry?.isSymbolicLink() === true && this.linked.has(name)) continue;
+      await this.ensureLink(name, entry);
+    }
+    this.linked = new Set(payload.keys());
+    const stale: string[] = [];
+    for (const [name, entry] of entries) {
+      if (name.startsWith('..')) {
+        // Never `current`; and a directory stale now can never become current (names are unique).
+        if (PAYLOAD_DIR.test(name) && name !== current) stale.push(name);
+      } else if (!payload.has(name) && entry.isSymbolicLink() && (await this.linksIntoData(name))) {
+        await this.fs.unlink(join(this.targetDir, name));
       }
     }
+    if (stale.length === 0) return;
+    const removeStale = async (): Promise<void> => {
+      for (const name of stale) await this.removePayloadDir(name);
+    };
+    if (this.deferCleanup === undefined) await removeStale();
+    else this.deferCleanup(removeStale);
   }
 
-  private async ensureLink(name: string): Promise<void> {
+  private async ensureLink(name: string, entry: Dirent | undefined): Promise<void> {
     const path = join(this.targetDir, name);
     const wanted = `${DATA}/${name}`;
-    try {
-      const stat = await this.fs.lstat(path);
-      if (!stat.isSymbolicLink()) {
+    if (entry !== undefined) {
+      if (!entry.isSymbolicLink()) {
         throw new AtomicWriterError(`${path} exists and is not a symlink; refusing to replace it`);
       }
-      if ((await this.fs.readlink(path)) === wanted) return;
-      await this.fs.unlink(path);
-    } catch (err) {
-      if (!isErrno(err, 'ENOENT')) throw err;
+      try {
+        if ((await this.fs.readlink(path)) === wanted) return;
+        await this.fs.unlink(path);
+      } catch (err) {
+        if (!isErrno(err, 'ENOENT')) throw err;
+      }
     }
     await this.fs.symlink(wanted, path);
   }
 
   /** Checked before anything changes, so a conflict never leaves a half-applied update. */
-  private async assertLinksReplaceable(payload: Payload): Promise<void> {
+  private assertLinksReplaceable(payload: Payload, entries: ReadonlyMap<string, Dirent>): void {
     for (const name of payload.keys()) {
-      try {
-        if (!(await this.fs.lstat(join(this.targetDir, name))).isSymbolicLink()) {
-          throw new AtomicWriterError(`${join(this.targetDir, name)} exists and is not a symlink; refusing to replace it`);
-        }
-      } catch (err) {
-        if (!isErrno(err, 'ENOENT')) throw err;
+      const entry = entries.get(name);
+      if (entry !== undefined && !entry.isSymbolicLink()) {
+        throw new AtomicWriterError(`${join(this.targetDir, name)} exists and is not a symlink; refusing to replace it`);
       }
     }
   }
 
+  /**
+   * A payload dir holds only the files this writer put there: unlink them and remove the dir,
+   * without rm's recursive probing. Anything unexpected (a subdirectory) falls back to rm.
+   */
+  private async removePayloadDir(name: string): Promise<void> {
+    const dir = join(this.targetDir, name);
+    try {
+      for (const entry of await this.fs.readdir(dir, { withFileTypes: true })) {
+        if (entry.isDirectory()) throw Object.assign(new Error(`${dir} holds a directory`), { code: 'ENOTEMPTY' });
+        await this.fs.unlink(join(dir, entry.name));
+      }
+      await this.fs.rmdir(dir);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return;
+      await this.fs.rm(dir, { recursive: true, force: true });
+    }
+  }
+
   private async linksIntoData(entry: string): Promise<boolean> {
-    const path = join(this.targetDir, entry);
-    const stat = await this.fs.lstat(path);
-    return stat.isSymbolicLink() && (await this.fs.readlink(path)).startsWith(`${DATA}/`);
+    try {
+      return (await this.fs.readlink(join(this.targetDir, entry))).startsWith(`${DATA}/`);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT', 'EINVAL')) return false;
+      throw err;
+    }
   }
 }
 
@@ -221,6 +325,22 @@ export function validatePayload(payload: Payload): void {
     }
     if (Buffer.byteLength(name) > 255) throw new AtomicWriterError(`file name ${JSON.stringify(name)} exceeds 255 bytes`);
   }
+}
+
+function sameFile(existing: Buffer, file: PayloadFile): boolean {
+  const wanted = toBuffer(file.data);
+  return existing.equals(wanted) || (file.sameAs?.(existing, wanted) ?? false);
+}
+
+/** Same names and, file by file, the same content (by the same rule as on disk). */
+function samePayload(previous: Payload, next: Payload): boolean {
+  if (previous.size !== next.size) return false;
+  for (const [name, file] of next) {
+    const old = previous.get(name);
+    if (old === undefined) return false;
+    if (old.data !== file.data && !sameFile(toBuffer(old.data), file)) return false;
+  }
+  return true;
 }
 
 function toBuffer(data: Buffer | string): Buffer {

@@ -1,11 +1,29 @@
 import { AtomicWriter, type Ownership } from './atomic-writer.js';
+import { inlineFs } from './inline-fs.js';
 import { buildPayload } from './payload.js';
+import type { PemMemo } from './pem-memo.js';
 import type { VolumeSink, VolumeState } from './sink.js';
 import type { VolumeSpec } from './volume-spec.js';
 
 export type WriterFactory = (targetDir: string) => AtomicWriter;
 
+/** For any directory: every file and the swap are fsynced. */
 export const defaultWriterFactory: WriterFactory = (targetDir) => new AtomicWriter(targetDir);
+
+/**
+ * For the driver's own tmpfs: no fsync (memory has nothing to flush, and the mount does not outlive
+ * a reboot) and synchronous calls (each is microseconds on memory). Readers still see one rename.
+ * `deferCleanup` receives the removal of replaced payload directories, to run after other writes.
+ */
+export function tmpfsWriterFactory(deferCleanup?: (task: () => Promise<void>) => void): WriterFactory {
+  return (targetDir) => new AtomicWriter(targetDir, { fs: inlineFs, durable: false, ...(deferCleanup === undefined ? {} : { deferCleanup }) });
+}
+
+export interface FileSinkOptions {
+  readonly writerFactory?: WriterFactory;
+  /** Shared across volumes so identical SVIDs and bundles are encoded once. */
+  readonly pem?: PemMemo;
+}
 
 /**
  * Writes the volume's files into its tmpfs. Files are root:fsGroup when a group is asked for, so
@@ -14,9 +32,11 @@ export const defaultWriterFactory: WriterFactory = (targetDir) => new AtomicWrit
 export class FileSink implements VolumeSink {
   private readonly writer: AtomicWriter;
   private readonly ownership: Ownership | undefined;
+  private readonly pem: PemMemo | undefined;
 
-  constructor(spec: VolumeSpec, writerFactory: WriterFactory = defaultWriterFactory) {
-    this.writer = writerFactory(spec.targetPath);
+  constructor(spec: VolumeSpec, options: FileSinkOptions = {}) {
+    this.writer = (options.writerFactory ?? defaultWriterFactory)(spec.targetPath);
+    this.pem = options.pem;
     // The owner stays the driver (root in a cluster); only the group opens the key to the pod.
     this.ownership = spec.fsGroup === null ? undefined : { uid: process.getuid?.() ?? 0, gid: spec.fsGroup };
   }
@@ -29,6 +49,8 @@ export class FileSink implements VolumeSink {
       federatesWith: state.federatesWith,
       ...(state.jwt === undefined ? {} : { jwt: state.jwt }),
       now: state.updatedAt,
+      parsed: state.parsed,
+      ...(this.pem === undefined ? {} : { pem: this.pem }),
     });
     const result = await this.writer.write(files, this.ownership);
     return result.changed;

@@ -1,8 +1,9 @@
 import { X509Certificate } from 'node:crypto';
-import { encodeCertificatesPem, encodePem, SpiffeId, splitDer, TrustDomain } from '@spire-csi/sdk';
+import { encodeCertificatesPem, encodePem, SpiffeId, splitDer, TrustDomain, type X509Svid } from '@spire-csi/sdk';
 import type { AgentX509Svid, BundleUpdate } from '../spire/identity-provider.js';
 import { parseJwks } from '../spire/jwks.js';
 import type { PayloadFile } from './atomic-writer.js';
+import type { PemMemo } from './pem-memo.js';
 import type { VolumeJwtState } from './sink.js';
 import type { VolumeSpec } from './volume-spec.js';
 
@@ -28,6 +29,13 @@ export interface PayloadInput {
   /** The JWT-SVID and JWT bundles, when the volume asks for audiences. */
   readonly jwt?: VolumeJwtState;
   readonly now: Date;
+  /**
+   * The same SVID already parsed (VolumeState.parsed): its leaf gives identity.json's facts without
+   * parsing the certificate again, and it keys the PEM memo.
+   */
+  readonly parsed?: X509Svid;
+  /** Reuses PEM encodings across volumes that publish the same SVID and bundles. */
+  readonly pem?: PemMemo;
 }
 
 /** The non-secret facts written to identity.json. */
@@ -88,25 +96,37 @@ export function buildPayload(input: PayloadInput): BuiltPayload {
   const federated = federatesWith
     .filter((td) => td !== ownTd && (bundles.get(td)?.length ?? 0) > 0);
   const keyMode = spec.fsGroup === null ? KEY_MODE_OWNER_ONLY : KEY_MODE_GROUP;
-  const chainPem = encodeCertificatesPem(svid.chainDer);
-  const keyPem = encodePem('PRIVATE KEY', svid.keyDer);
-  const bundlePem = (td: string): string => encodeCertificatesPem(splitDer(bundles.get(td) ?? Buffer.alloc(0)));
+  const memo = input.pem;
+  // Memo keys: the parsed SVID stands for exactly these chain and key bytes (the validation cache
+  // hands every volume of one SVID the same object); bundle buffers come from the one shared
+  // bundle stream, so every volume holds the same Buffer for a trust domain.
+  const owner = input.parsed;
+  const encode = (slot: string, make: () => string): Buffer =>
+    memo === undefined || owner === undefined ? Buffer.from(make(), 'utf8') : memo.get(owner, slot, make);
+  const chainPem = encode('chain', () => encodeCertificatesPem(svid.chainDer));
+  const keyPem = encode('key', () => encodePem('PRIVATE KEY', svid.keyDer));
+  const credentialPem = encode('credential', () => `${keyPem.toString('utf8')}${chainPem.toString('utf8')}`);
+  const bundlePem = (td: string): Buffer => {
+    const der = bundles.get(td) ?? Buffer.alloc(0);
+    const make = (): string => encodeCertificatesPem(splitDer(der));
+    return memo === undefined || der.length === 0 ? Buffer.from(make(), 'utf8') : memo.get(der, 'bundle', make);
+  };
 
   const files = new Map<string, PayloadFile>();
-  const add = (name: string, data: string | Buffer, mode: number): void => {
+  const add = (name: string, data: string | Buffer, mode: number, sameAs?: PayloadFile['sameAs']): void => {
     if (files.has(name)) throw new PayloadError(`file name ${name} is used twice; choose another name for it`);
-    files.set(name, { data, mode });
+    files.set(name, sameAs === undefined ? { data, mode } : { data, mode, sameAs });
   };
-  add(CREDENTIAL_BUNDLE_FILE, keyPem + chainPem, keyMode);
+  add(CREDENTIAL_BUNDLE_FILE, credentialPem, keyMode);
   for (const td of [ownTd, ...federated]) add(trustBundleFileName(td), bundlePem(td), PUBLIC_MODE);
   add(spec.files.svid, chainPem, PUBLIC_MODE);
   add(spec.files.key, keyPem, keyMode);
-  const splitBundle = spec.bundleIncludeFederated ? [ownTd, ...federated].map(bundlePem).join('') : bundlePem(ownTd);
+  const splitBundle = spec.bundleIncludeFederated ? Buffer.concat([ownTd, ...federated].map(bundlePem)) : bundlePem(ownTd);
   add(spec.files.bundle, splitBundle, PUBLIC_MODE);
 
   const jwtFacts = input.jwt === undefined ? {} : addJwtFiles(input.jwt, federatesWith, keyMode, spec.jwtSvidFile, add);
 
-  const leaf = new X509Certificate(svid.chainDer[0] as Buffer);
+  const leaf = input.parsed?.certificates[0] ?? new X509Certificate(svid.chainDer[0] as Buffer);
   const identity: IdentityFacts = {
     spiffeId: svid.spiffeId,
     notBefore: new Date(leaf.validFrom).toISOString(),
@@ -117,8 +137,25 @@ export function buildPayload(input: PayloadInput): BuiltPayload {
     updatedAt: input.now.toISOString(),
     ...jwtFacts,
   };
-  add(IDENTITY_FILE, `${JSON.stringify(identity, null, 2)}\n`, PUBLIC_MODE);
+  add(IDENTITY_FILE, `${JSON.stringify(identity, null, 2)}\n`, PUBLIC_MODE, sameIdentityFacts);
   return { files, identity };
+}
+
+/**
+ * identity.json's `updatedAt` is when the content last changed: a file whose other facts are
+ * identical is the same content, so a driver restart (which re-delivers every volume) or a bundle
+ * push that changes nothing a volume publishes rewrites nothing.
+ */
+export function sameIdentityFacts(existing: Buffer, wanted: Buffer): boolean {
+  try {
+    const a = JSON.parse(existing.toString('utf8')) as Record<string, unknown>;
+    const b = JSON.parse(wanted.toString('utf8')) as Record<string, unknown>;
+    if (typeof a !== 'object' || a === null || typeof b !== 'object' || b === null) return false;
+    if (typeof a.updatedAt !== 'string') return false;
+    return JSON.stringify({ ...a, updatedAt: '' }, null, 2) === JSON.stringify({ ...b, updatedAt: '' }, null, 2);
+  } catch {
+    return false;
+  }
 }
 
 /**

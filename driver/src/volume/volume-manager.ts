@@ -8,13 +8,16 @@ import type { BackoffOptions } from '../spire/backoff.js';
 import type { IdentityProvider, Selector } from '../spire/identity-provider.js';
 import { buildSelectors } from '../spire/selectors.js';
 import type { Timers } from '../spire/timers.js';
-import { FileSink, defaultWriterFactory, type WriterFactory } from './file-sink.js';
+import { ConcurrencyLimiter, DEFAULT_WRITE_CONCURRENCY } from './concurrency-limiter.js';
+import { FileSink, defaultWriterFactory, tmpfsWriterFactory, type WriterFactory } from './file-sink.js';
 import { KeyedMutex, mapConcurrent } from './keyed-mutex.js';
 import { childLogger, type DriverLogger } from './logger.js';
 import { DEFAULT_TMPFS_SIZE_BYTES, type Mounter, type TmpfsOptions } from './mounter.js';
+import { PemMemo } from './pem-memo.js';
 import { notReadyError, toCsiError } from './publish-errors.js';
 import type { VolumeSink } from './sink.js';
 import { diffSpecs } from './spec-diff.js';
+import { SvidValidationCache } from './svid-validation-cache.js';
 import { exists, hasPayload, makeMountDir, podDirOf, removeMountDir } from './target-path.js';
 import { VolumeEvents } from './volume-events.js';
 import { VolumeSession } from './volume-session.js';
@@ -23,6 +26,8 @@ import { VolumeStoreError, type VolumeRecord, type VolumeStore } from './volume-
 
 export const DEFAULT_PUBLISH_TIMEOUT_MS = 30_000;
 export const DEFAULT_RESUME_CONCURRENCY = 64;
+const CLEANUP_QUIET_MS = 100;
+const CLEANUP_MAX_DELAY_MS = 3000;
 
 export interface VolumeManagerOptions {
   readonly store: VolumeStore;
@@ -33,7 +38,16 @@ export interface VolumeManagerOptions {
   readonly publishTimeoutMs?: number;
   readonly tmpfsSizeBytes?: number;
   readonly clock?: () => Date;
+  /** Overrides the writer chosen by `targetsOnTmpfs`. */
   readonly writerFactory?: WriterFactory;
+  /**
+   * The mounter really mounts a tmpfs at each target (default true, the Mounter contract): files are
+   * then written without fsync and with synchronous calls. False for a stand-in mounter that only
+   * makes directories on a disk.
+   */
+  readonly targetsOnTmpfs?: boolean;
+  /** Most volume writes in flight at once across all volumes (default 32). */
+  readonly writeConcurrency?: number;
   /** Where each volume's state goes; defaults to the file sink alone. */
   readonly sinkFactory?: (spec: VolumeSpec) => VolumeSink[];
   readonly resumeConcurrency?: number;
@@ -65,11 +79,24 @@ export class VolumeManager implements VolumePublisher {
   private readonly logger: DriverLogger;
   private readonly mutex = new KeyedMutex();
   private readonly sessions = new Map<string, VolumeSession>();
+  private readonly svidCache = new SvidValidationCache();
+  private readonly pem = new PemMemo();
+  private readonly writeSlots: ConcurrencyLimiter;
+  private readonly writerFactory: WriterFactory;
   private stopped = false;
 
   constructor(options: VolumeManagerOptions) {
     this.opts = options;
     this.logger = options.logger ?? silentLogger;
+    // Replaced payload directories are removed once writes have been quiet for a moment (at most a
+    // few seconds later): a rotation reaches every folder first, then the old copies go.
+    this.writeSlots = new ConcurrencyLimiter(options.writeConcurrency ?? DEFAULT_WRITE_CONCURRENCY, {
+      quietMs: CLEANUP_QUIET_MS,
+      maxDelayMs: CLEANUP_MAX_DELAY_MS,
+    });
+    const deferCleanup = (task: () => Promise<void>): void => void this.writeSlots.background(task);
+    this.writerFactory =
+      options.writerFactory ?? (options.targetsOnTmpfs === false ? defaultWriterFactory : tmpfsWriterFactory(deferCleanup));
   }
 
   get volumeCount(): number {
@@ -210,12 +237,22 @@ export class VolumeManager implements VolumePublisher {
 
   private async freshPublish(spec: VolumeSpec, mounted: boolean, log: Logger, signal?: AbortSignal): Promise<void> {
     try {
-      await this.opts.store.put(spec, (this.opts.clock ?? (() => new Date()))());
-      await makeMountDir(spec.targetPath);
-      if (!mounted) await this.opts.mounter.mountTmpfs(spec.targetPath, this.tmpfsOptions(spec));
-      const session = this.startSession(spec, log);
-      const outcome = await session.waitReady(this.timeoutMs, signal);
-      if (outcome !== 'ready') throw this.notReady(spec, session, outcome);
+      // The record is in place before any side effect (a restarted driver finds it); making it
+      // durable against a power loss overlaps with the mount and the first SVID, and is awaited
+      // before the publish answers.
+      const staged = await this.opts.store.stage(spec, (this.opts.clock ?? (() => new Date()))());
+      const committed = staged.commit();
+      const served = (async (): Promise<void> => {
+        await makeMountDir(spec.targetPath);
+        if (!mounted) await this.opts.mounter.mountTmpfs(spec.targetPath, this.tmpfsOptions(spec));
+        const session = this.startSession(spec, log);
+        const outcome = await session.waitReady(this.timeoutMs, signal);
+        if (outcome !== 'ready') throw this.notReady(spec, session, outcome);
+      })();
+      // allSettled first: both must be over before cleanup runs, whichever failed.
+      const [commit, serve] = await Promise.allSettled([committed, served]);
+      if (serve.status === 'rejected') throw serve.reason;
+      if (commit.status === 'rejected') throw commit.reason;
     } catch (err) {
       this.events.emitError('publish-failed', spec.volumeId);
       log.warn({ reason: (err as Error).message }, 'publish failed; removing everything it created');
@@ -255,8 +292,7 @@ export class VolumeManager implements VolumePublisher {
   }
 
   private startSession(spec: VolumeSpec, log: Logger): VolumeSession {
-    const writerFactory = this.opts.writerFactory ?? defaultWriterFactory;
-    const sinks = this.opts.sinkFactory?.(spec) ?? [new FileSink(spec, writerFactory)];
+    const sinks = this.opts.sinkFactory?.(spec) ?? [new FileSink(spec, { writerFactory: this.writerFactory, pem: this.pem })];
     const session = new VolumeSession(spec, {
       identity: this.opts.identity,
       selectors: this.selectorsFor(spec),
@@ -268,6 +304,8 @@ export class VolumeManager implements VolumePublisher {
       timers: this.opts.timers,
       random: this.opts.random,
       jwtRetry: this.opts.jwtRetry,
+      svidCache: this.svidCache,
+      writeSlots: this.writeSlots,
     });
     this.sessions.set(spec.volumeId, session);
     session.start();

@@ -13,9 +13,11 @@ import type {
 import { parseJwks } from '../spire/jwks.js';
 import { systemTimers, type Timers } from '../spire/timers.js';
 import type { CheckedJwtSvid } from './agent-jwt.js';
-import { AgentSvidError, chooseSvid, normalizeFederatesWith, validateAgentSvid } from './agent-svid.js';
+import { AgentSvidError, chooseSvid, normalizeFederatesWith } from './agent-svid.js';
+import type { ConcurrencyLimiter } from './concurrency-limiter.js';
 import { JwtRefresher, type JwtFailure } from './jwt-refresher.js';
 import type { VolumeJwtState, VolumeSink, VolumeState } from './sink.js';
+import { SvidValidationCache, type ValidatedSvid } from './svid-validation-cache.js';
 import type { VolumeEvents } from './volume-events.js';
 import type { VolumeSpec } from './volume-spec.js';
 
@@ -34,6 +36,10 @@ export interface SessionDeps {
   readonly random?: () => number;
   /** Retry schedule after a failed JWT-SVID fetch. */
   readonly jwtRetry?: BackoffOptions;
+  /** Shared by the manager's sessions: the same SVID is parsed and verified once, not per volume. */
+  readonly svidCache?: SvidValidationCache;
+  /** Shared cap on concurrent sink deliveries across sessions. */
+  readonly writeSlots?: ConcurrencyLimiter;
 }
 
 /** Why a session has nothing (new) to deliver; used to explain a publish timeout. */
@@ -90,10 +96,12 @@ export class VolumeSession {
   private retryDelay: number;
   private closed = false;
   private readonly waiters = new Set<{ resolve: () => void; reject: (err: Error) => void }>();
+  private readonly svidCache: SvidValidationCache;
 
   constructor(spec: VolumeSpec, deps: SessionDeps) {
     this.spec = spec;
     this.deps = deps;
+    this.svidCache = deps.svidCache ?? new SvidValidationCache({ maxEntries: 2 });
     this.retryDelay = deps.retryDelayMs ?? 1000;
     this.jwtRequested = spec.jwtAudiences.length > 0;
   }
@@ -255,9 +263,9 @@ export class VolumeSession {
     const federation = normalizeFederatesWith(update.federatesWith);
     if (federation.invalid.length > 0) logger.warn({ invalid: federation.invalid }, 'ignoring malformed federates_with entries');
     const now = clock();
-    let parsed;
+    let validated: ValidatedSvid;
     try {
-      parsed = validateAgentSvid(chosen, bundles, { now, federatesWith: federation.domains });
+      validated = this.svidCache.validate(chosen, bundles, { now, federatesWith: federation.domains });
     } catch (err) {
       if (!(err instanceof AgentSvidError)) throw err;
       this.problem = err.message;
@@ -269,18 +277,24 @@ export class VolumeSession {
       }
       return;
     }
+    const parsed = validated.svid;
     this.x509Ready = true;
     let jwt: VolumeJwtState | undefined;
     if (this.jwtRequested) {
       jwt = this.jwtState(federation.domains);
       if (jwt === undefined) return;
     }
-    const x509Fingerprint = fingerprintOf(chosen.chainDer, chosen.keyDer, bundles, parsed.id.trustDomain.name, federation.domains);
+    const x509Fingerprint = validated.fingerprint;
     const fingerprint = jwt === undefined ? x509Fingerprint : `${x509Fingerprint}:${jwtFingerprintOf(jwt)}`;
     if (fingerprint === this.delivered?.fingerprint) return;
     const state: VolumeState = { spec: this.spec, svid: chosen, parsed, bundles, federatesWith: federation.domains, jwt, updatedAt: now };
-    try {
+    const deliver = async (): Promise<void> => {
+      // Closed while waiting for a slot: the folder is being torn down, nothing may be written.
+      if (this.closed) return;
       for (const sink of this.deps.sinks) await sink.update(state);
+    };
+    try {
+      await (this.deps.writeSlots === undefined ? deliver() : this.deps.writeSlots.run(deliver));
     } catch (err) {
       this.problem = `writing the volume's files failed: ${(err as Error).message}`;
       this.deps.events.emitError('write-failed', this.spec.volumeId);
@@ -288,6 +302,7 @@ export class VolumeSession {
       this.scheduleRetry();
       return;
     }
+    if (this.closed) return;
     const initial = this.delivered === undefined;
     const rotated = initial || this.delivered?.x509Fingerprint !== x509Fingerprint;
     this.delivered = { fingerprint, x509Fingerprint, notAfter: parsed.notAfter };
@@ -363,22 +378,6 @@ function jwtFingerprintOf(jwt: VolumeJwtState): string {
   for (const [td, jwks] of jwt.bundles) {
     field(td);
     field(jwks);
-  }
-  return hash.digest('hex');
-}
-
-/** Covers exactly what the sinks publish, so unrelated bundle changes do not rewrite files. */
-function fingerprintOf(chain: readonly Buffer[], key: Buffer, bundles: BundleUpdate, own: string, federated: readonly string[]): string {
-  const hash = createHash('sha256');
-  const field = (data: Buffer | string): void => {
-    const bytes = typeof data === 'string' ? Buffer.from(data) : data;
-    hash.update(`${bytes.length}:`).update(bytes);
-  };
-  for (const der of chain) field(der);
-  field(key);
-  for (const td of [own, ...federated]) {
-    field(td);
-    field(bundles.get(td) ?? '');
   }
   return hash.digest('hex');
 }

@@ -12,6 +12,13 @@ export interface VolumeRecord {
   readonly createdAt: string;
 }
 
+/** A record written and visible, whose directory entry is not yet known to be durable. */
+export interface StagedRecord {
+  readonly record: VolumeRecord;
+  /** Makes the record durable; throws VolumeStoreError. */
+  commit(): Promise<void>;
+}
+
 export type VolumeStoreErrorKind = 'read-only' | 'permission' | 'no-space' | 'corrupt' | 'io';
 
 export class VolumeStoreError extends Error {
@@ -61,10 +68,25 @@ export class VolumeStore {
   }
 
   async put(spec: VolumeSpec, createdAt: Date = new Date()): Promise<VolumeRecord> {
+    const staged = await this.stage(spec, createdAt);
+    await staged.commit();
+    return staged.record;
+  }
+
+  /**
+   * The first half of put(): the record is complete (its data fsynced before the rename, so it is
+   * never torn) and in place for a driver that restarts after this process dies. `commit()` then
+   * fsyncs the directory, which makes the rename itself survive a power loss; it may run alongside
+   * other work (the mount) but must finish before the volume is reported published. Until then a
+   * power loss can only lose the record whole, together with the tmpfs it describes, which a
+   * reboot loses anyway.
+   */
+  async stage(spec: VolumeSpec, createdAt: Date = new Date()): Promise<StagedRecord> {
     const record: VolumeRecord = { version: 1, spec, createdAt: createdAt.toISOString() };
     const target = this.pathFor(spec.volumeId);
     const temp = `${target}${TEMP_MARKER}${randomBytes(6).toString('hex')}`;
-    await this.io(`writing the record of volume ${spec.volumeId}`, async () => {
+    const what = `writing the record of volume ${spec.volumeId}`;
+    await this.io(what, async () => {
       await mkdir(this.dir, { recursive: true, mode: 0o700 });
       try {
         const handle = await open(temp, 'wx', 0o600);
@@ -79,9 +101,8 @@ export class VolumeStore {
         await unlink(temp).catch(() => undefined);
         throw err;
       }
-      await this.syncDir();
     });
-    return record;
+    return { record, commit: () => this.io(what, () => this.syncDir()) };
   }
 
   /** Undefined when there is no record; throws `corrupt` when the file cannot be trusted. */

@@ -202,6 +202,9 @@ describe('readSnapshot under concurrent ..data rotation', () => {
     const generationsSeen = new Set<number>();
     const reader = async (): Promise<void> => {
       while (!writerDone) {
+        // readSnapshot reads synchronously; without a macrotask turn the writer's 'done' message
+        // would never be delivered to this loop.
+        await new Promise<void>((resolve) => setImmediate(resolve));
         try {
           const { snapshot, value } = await readSnapshot(folder.path, { select: all, parse: check });
           stats.snapshots++;

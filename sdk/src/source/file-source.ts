@@ -28,7 +28,10 @@ import type { X509Material, X509Source } from './x509-source.js';
 export interface FileSourceOptions extends CredentialFilesOptions {
   /** Where SPIFFE_CREDENTIAL_FOLDER is looked up when no folder is given. Default process.env. */
   readonly env?: Environment;
-  /** Quiet period after a filesystem event before re-reading. Default 50 ms. */
+  /**
+   * Quiet period after a filesystem event before re-reading. Default 10 ms: the driver's (and
+   * kubelet's) update is a single `..data` rename, and a read that lands mid-update is retried.
+   */
   readonly debounceMs?: number;
   /**
    * Re-read this often even without events (missed inotify events, folders replaced in ways a
@@ -76,7 +79,7 @@ export interface FileSourceEvents {
 }
 
 export const DEFAULT_READY_TIMEOUT_MS = 30_000;
-const DEFAULT_DEBOUNCE_MS = 50;
+export const DEFAULT_DEBOUNCE_MS = 10;
 const DEFAULT_RECHECK_INTERVAL_MS = 30_000;
 /**
  * After a failed read (nothing loaded yet, or an invalid update), re-read on this backoff even
@@ -148,6 +151,12 @@ export class FileSource extends EventEmitter<FileSourceEvents> implements X509So
   private expiryTimer: NodeJS.Timeout | undefined;
   private reloading: Promise<void> | undefined;
   private rerun = false;
+  /**
+   * Re-establish the watch before the next read. Only a change of the folder itself, a watch
+   * error, the periodic re-check or refresh() need it; events for the files inside do not, and
+   * skipping it keeps two filesystem round trips off every rotation.
+   */
+  private resyncWatch = true;
   private closed = false;
   private closing: Promise<void> | undefined;
 
@@ -180,7 +189,7 @@ export class FileSource extends EventEmitter<FileSourceEvents> implements X509So
           usePolling: options.usePolling ?? false,
           pollIntervalMs,
           logger: this.logger,
-          onChange: () => this.scheduleRefresh(),
+          onChange: (folderChanged) => this.scheduleRefresh(folderChanged),
         })
       : undefined;
     void this.start();
@@ -230,7 +239,12 @@ export class FileSource extends EventEmitter<FileSourceEvents> implements X509So
 
   /** Re-reads the folder now; resolves once a read that started after this call has finished. */
   refresh(): Promise<void> {
+    return this.requestRead(true);
+  }
+
+  private requestRead(resyncWatch: boolean): Promise<void> {
     if (this.closed) return Promise.resolve();
+    if (resyncWatch) this.resyncWatch = true;
     this.rerun = true;
     this.reloading ??= this.reloadLoop();
     return this.reloading;
@@ -271,12 +285,13 @@ export class FileSource extends EventEmitter<FileSourceEvents> implements X509So
     await this.refresh();
   }
 
-  private scheduleRefresh(): void {
+  private scheduleRefresh(folderChanged: boolean): void {
+    if (folderChanged) this.resyncWatch = true;
     if (this.closed || this.debounceTimer !== undefined) return;
     // Not restarted by later events: a steady event stream must not postpone the read forever.
     this.debounceTimer = setTimeout(() => {
       this.debounceTimer = undefined;
-      void this.refresh();
+      void this.requestRead(false);
     }, this.debounceMs);
     this.debounceTimer.unref();
   }
@@ -300,10 +315,13 @@ export class FileSource extends EventEmitter<FileSourceEvents> implements X509So
 
   private async reloadOnce(): Promise<void> {
     this.readDigest = undefined;
-    try {
-      await this.watcher?.resync();
-    } catch (err) {
-      this.logger.debug({ folder: this.folder, error: messageOf(err) }, 'filesource: re-establishing the watch failed');
+    if (this.resyncWatch && this.watcher !== undefined) {
+      this.resyncWatch = false;
+      try {
+        await this.watcher.resync();
+      } catch (err) {
+        this.logger.debug({ folder: this.folder, error: messageOf(err) }, 'filesource: re-establishing the watch failed');
+      }
     }
     let candidate: Candidate | typeof UNCHANGED;
     try {
@@ -351,7 +369,12 @@ export class FileSource extends EventEmitter<FileSourceEvents> implements X509So
 
   private swap(candidate: Candidate): void {
     const { layout, sources } = candidate.parsed;
-    const material: X509Material = Object.freeze({ ...candidate.parsed.material });
+    const parsed = candidate.parsed.material;
+    const previous = this.material?.bundles;
+    // An SVID rotation usually leaves the bundles as they were: keeping the previous (immutable)
+    // set then keeps everything scoped to it, such as remembered peer verifications, valid.
+    const bundles = previous !== undefined && previous.equals(parsed.bundles) ? previous : parsed.bundles;
+    const material: X509Material = Object.freeze({ svid: parsed.svid, bundles });
     this.material = material;
     this.digest = candidate.digest;
     this.lastError = undefined;

@@ -23,8 +23,12 @@ export interface FolderWatcherOptions {
   /** Poll interval when polling. Default 1000 ms. */
   readonly pollIntervalMs?: number;
   readonly logger: Logger;
-  /** Called for every filesystem event that may concern the folder. */
-  readonly onChange: () => void;
+  /**
+   * Called for every filesystem event that may concern the folder. `folderChanged`: the event is
+   * about the folder itself (created, removed, replaced) or the watch reported an error, so the
+   * watch may need re-establishing (resync) before the next read; false for the files inside.
+   */
+  readonly onChange: (folderChanged: boolean) => void;
 }
 
 const READY_TIMEOUT_MS = 5_000;
@@ -81,6 +85,17 @@ function isAboutFolder(folder: string, path: string, details: unknown): boolean 
   return watchedPath === dirname(folder) && (typeof path !== 'string' || path === basename(folder));
 }
 
+/**
+ * Whether a raw event (already known to be about the folder) names the folder itself rather than
+ * a file inside it: reported by the parent's watch, or by polling with the folder's own path.
+ */
+function isTheFolderItself(folder: string, path: string, details: unknown): boolean {
+  const watchedPath =
+    typeof details === 'object' && details !== null && 'watchedPath' in details ? (details as { watchedPath: unknown }).watchedPath : undefined;
+  if (typeof watchedPath !== 'string') return path === folder || path === dirname(folder);
+  return watchedPath === dirname(folder);
+}
+
 export class FolderWatcher {
   private watcher: FSWatcher | undefined;
   private watched: FolderIdentity | null = null;
@@ -131,16 +146,16 @@ export class FolderWatcher {
       binaryInterval: this.options.pollIntervalMs ?? 1000,
       ignored: throughParent ? (path: string) => !(path === parent || path === folder || dirname(path) === folder) : undefined,
     });
-    watcher.on('all', () => this.options.onChange());
+    watcher.on('all', (_event: string, path: string) => this.options.onChange(path === folder || path === parent));
     // chokidar drops some events by design (an unlink quickly followed by an add of the same
     // name can yield nothing), so the raw fs events for the folder count as well.
     watcher.on('raw', (_event: string, path: string, details: unknown) => {
-      if (isAboutFolder(folder, path, details)) this.options.onChange();
+      if (isAboutFolder(folder, path, details)) this.options.onChange(isTheFolderItself(folder, path, details));
     });
     watcher.on('error', (err: unknown) => {
       this.options.logger.debug({ folder: this.folder, error: messageOf(err) }, 'filesource: watcher error');
-      // An error can mean the watch broke; a re-read also resyncs the watch.
-      this.options.onChange();
+      // An error can mean the watch broke; the re-read it triggers resyncs the watch first.
+      this.options.onChange(true);
     });
     // Bounded: a watch that never reports ready must not stall every later re-read.
     await new Promise<void>((done) => {

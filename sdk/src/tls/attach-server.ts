@@ -18,7 +18,7 @@ import { PeerChainCapture } from './peer-chain-capture.js';
 import { recordPeerSpiffeId } from './peer-id.js';
 import { serverSecureContextOptions } from './server-options.js';
 import { rejectManagedOptions, type TlsSettings } from './tls-settings.js';
-import { verifyPeer } from './verify-peer.js';
+import { authorizePeer, peerVerificationCache, verifyPeer } from './verify-peer.js';
 
 /** Emitted on the server with `(error: Error, socket: TLSSocket)` after a peer was rejected. */
 export const SPIFFE_AUTHORIZATION_FAILED = 'spiffeAuthorizationFailed';
@@ -111,16 +111,32 @@ export function attachSpiffeTls(
   };
 
   const intermediates = new IntermediatePool();
-  const presented = new PeerChainCapture(server);
+  const presented = new PeerChainCapture(server, {
+    verifiedLeaf: (fingerprint256) => {
+      try {
+        return peerVerificationCache.verifiedLeaf(fingerprint256, source.current().bundles);
+      } catch {
+        // A source that cannot answer now: the gate reads the chain and reports the problem.
+        return undefined;
+      }
+    },
+  });
   const inner = server.rawListeners('secureConnection') as ConnectionListener[];
   server.removeAllListeners('secureConnection');
   server.on('secureConnection', function gate(this: Server, socket: TLSSocket) {
     let verified;
     try {
-      const chain = presented.take(socket);
-      // A resumed session keeps only the leaf: offer intermediates from earlier verified chains.
-      if (socket.isSessionReused() && chain.length > 0) chain.push(...intermediates.certificates());
-      verified = verifyPeer(chain, source, authorizer);
+      const peer = presented.take(socket);
+      if (peer.verified !== undefined) {
+        verified = authorizePeer(peer.verified, authorizer);
+      } else {
+        const chain = peer.chain;
+        // A resumed session keeps only the leaf: offer intermediates from earlier verified chains.
+        if (socket.isSessionReused() && chain.length > 0) chain.push(...intermediates.certificates());
+        // The bundle set of this instant, not the source: the set is the immutable object the
+        // verification cache is scoped to, so a trust change can never be answered from it.
+        verified = verifyPeer(chain, source.current().bundles, authorizer);
+      }
     } catch (err) {
       reject(socket, err instanceof Error ? err : new SpiffeTlsError(messageOf(err)));
       return;

@@ -10,7 +10,7 @@ import type { X509Source } from '../source/x509-source.js';
 import { tlsCredentials } from './credentials.js';
 import { SpiffeTlsError, asError } from './errors.js';
 import { minVersionOf, rejectManagedOptions, type TlsSettings } from './tls-settings.js';
-import { peerChainOf, verifyPeer } from './verify-peer.js';
+import { verifyPeerCertificate } from './verify-peer.js';
 
 export interface SpiffeClientOptions {
   logger?: Logger;
@@ -56,7 +56,9 @@ export function createClientTlsOptions(
     rejectUnauthorized: true,
     checkServerIdentity(_hostname: string, peer: PeerCertificate): Error | undefined {
       try {
-        verifyPeer(peerChainOf(peer), source, authorizer);
+        // current(), as in the server gate: the bundle set as of this handshake, which is also
+        // what the verification cache is scoped to.
+        verifyPeerCertificate(peer, source.current().bundles, authorizer);
         return undefined;
       } catch (err) {
         const error = asError(err);

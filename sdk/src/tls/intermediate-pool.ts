@@ -15,7 +15,8 @@ import type { X509Certificate } from 'node:crypto';
 const DEFAULT_CAPACITY = 16;
 
 export class IntermediatePool {
-  private readonly byFingerprint = new Map<string, Buffer>();
+  /** Parsed objects, not DER: a resumed handshake then needs no parsing before its (cached) check. */
+  private readonly byFingerprint = new Map<string, X509Certificate>();
 
   constructor(private readonly capacity = DEFAULT_CAPACITY) {}
 
@@ -25,7 +26,7 @@ export class IntermediatePool {
       const key = cert.fingerprint256;
       // Re-inserting moves it to the back, so the least recently seen is evicted first.
       this.byFingerprint.delete(key);
-      this.byFingerprint.set(key, cert.raw);
+      this.byFingerprint.set(key, cert);
       if (this.byFingerprint.size > this.capacity) {
         const oldest = this.byFingerprint.keys().next().value;
         if (oldest !== undefined) this.byFingerprint.delete(oldest);
@@ -33,7 +34,7 @@ export class IntermediatePool {
     }
   }
 
-  certificates(): Buffer[] {
+  certificates(): X509Certificate[] {
     return [...this.byFingerprint.values()];
   }
 }

@@ -225,8 +225,7 @@ async function phase(label: string, options: FileSourceOptions, seconds: number,
     let next = started;
     while (performance.now() < end) {
       const svid = svids[(writes.length + 1) % svids.length]!;
-      const at = await writer.write(folderFiles(svid, rootPem));
-      writes.push({ serial: svid.cert.serialNumber, at });
+      await writer.write(folderFiles(svid, rootPem), (at) => writes.push({ serial: svid.cert.serialNumber, at }));
       next += ROTATE_EVERY_MS;
       await sleep(Math.max(0, next - performance.now()));
     }
@@ -243,7 +242,7 @@ async function phase(label: string, options: FileSourceOptions, seconds: number,
     const failed = Object.values(loaded.failures).reduce((a, b) => a + b, 0);
     return {
       label,
-      debounceMs: options.debounceMs ?? 50,
+      debounceMs: options.debounceMs ?? 10,
       seconds: round(loaded.seconds, 1),
       requests: loaded.requests,
       requestsPerSecond: round(loaded.requests / loaded.seconds, 1),
@@ -269,7 +268,7 @@ async function main(): Promise<void> {
   for (let i = 0; i < GENERATIONS; i++) svids.push(await pki.ca.mint('spiffe://example.org/bench/server'));
 
   const phases = [
-    await phase('FileSource defaults (debounce 50 ms)', {}, DURATION_S, svids, pki.ca.rootPem, pki.client),
+    await phase('FileSource defaults (debounce 10 ms)', {}, DURATION_S, svids, pki.ca.rootPem, pki.client),
     await phase('FileSource debounceMs: 5', { debounceMs: 5 }, Math.max(5, Math.round(DURATION_S / 2)), svids, pki.ca.rootPem, pki.client),
   ];
   table(

@@ -47,14 +47,19 @@ export class TimedFolderWriter {
 
   constructor(readonly path: string) {}
 
-  /** Returns performance.now() right after `..data` was renamed into place. */
-  async write(files: Readonly<Record<string, string>>): Promise<number> {
+  /**
+   * Returns performance.now() right after `..data` was renamed into place. `beforeSwap` gets the
+   * time just before the rename, so a reader that reacts before this call returns is still matched
+   * to this write (and latencies measured from it are upper bounds).
+   */
+  async write(files: Readonly<Record<string, string>>, beforeSwap?: (at: number) => void): Promise<number> {
     await mkdir(this.path, { recursive: true });
     const dir = `..${new Date().toISOString().replace(/[-:T]/g, '_').slice(0, 19)}.${randomBytes(8).toString('hex')}`;
     await mkdir(join(this.path, dir));
     await Promise.all(Object.entries(files).map(([name, content]) => writeFile(join(this.path, dir, name), content)));
     await rm(join(this.path, '..data_tmp'), { force: true });
     await symlink(dir, join(this.path, '..data_tmp'));
+    beforeSwap?.(performance.now());
     await rename(join(this.path, '..data_tmp'), join(this.path, '..data'));
     const swappedAt = performance.now();
     for (const name of Object.keys(files)) {

@@ -13,7 +13,7 @@ import { getHeapSpaceStatistics } from 'node:v8';
 import { authorizeAny, createClientTlsOptions, createHttpsServer, FileSource, type X509Material } from '@spire-csi/sdk';
 import type { MintedSvid } from '../test/helpers/test-ca.js';
 import { onAbort } from './lib/abort.js';
-import { countObjects, type HeapCounts } from './lib/heap-count.js';
+import { countObjects, topGrowth, type HeapCounts } from './lib/heap-count.js';
 import { collect, MiB, printTargets, round, summarize, table, toMiB, writeResult, type Target } from './lib/report.js';
 import { folderFiles, mintPki, sameSerial, staticSource, TimedFolderWriter } from './lib/sdk-material.js';
 
@@ -164,6 +164,12 @@ async function main(): Promise<void> {
       ['JIT code + metadata (KiB)', round(before.codeBytes / 1024), round(after.codeBytes / 1024)],
       ['everything else (KiB)', round((before.totalBytes - before.codeBytes) / 1024), round((after.totalBytes - after.codeBytes) / 1024)],
     ],
+  );
+  const grown = topGrowth(before, after, 12);
+  table(
+    `What grew most from ${BASELINE_AT} to ${ROTATIONS} rotations (heap snapshot, by V8 type:constructor)`,
+    ['type:name', 'count', 'KiB'],
+    grown.map((g) => [g.name, g.count, round(g.bytes / 1024, 1)]),
   );
   const objectGrowth = TRACKED.filter((name) => (after.objects[name] ?? 0) > (before.objects[name] ?? 0) + 2);
   const nonCodeGrowthMiB = round((after.totalBytes - after.codeBytes - (before.totalBytes - before.codeBytes)) / MiB, 2);

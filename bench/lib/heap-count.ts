@@ -17,6 +17,18 @@ export interface HeapCounts {
   /** Bytes held by nodes of type `code` (JIT code and its deopt/relocation metadata). */
   readonly codeBytes: number;
   readonly totalBytes: number;
+  /** Count and self size of every node, by `type:name`: diffing two of these names what grew. */
+  readonly byName: ReadonlyMap<string, { count: number; bytes: number }>;
+}
+
+/** The entries of `after` that grew most against `before`, by bytes. */
+export function topGrowth(before: HeapCounts, after: HeapCounts, count: number): { name: string; count: number; bytes: number }[] {
+  const out: { name: string; count: number; bytes: number }[] = [];
+  for (const [name, a] of after.byName) {
+    const b = before.byName.get(name) ?? { count: 0, bytes: 0 };
+    out.push({ name, count: a.count - b.count, bytes: a.bytes - b.bytes });
+  }
+  return out.sort((x, y) => y.bytes - x.bytes).slice(0, count);
 }
 
 export async function countObjects(names: readonly string[]): Promise<HeapCounts> {
@@ -33,15 +45,22 @@ export async function countObjects(names: readonly string[]): Promise<HeapCounts
   const objects: Record<string, number> = Object.fromEntries(names.map((n) => [n, 0]));
   let codeBytes = 0;
   let totalBytes = 0;
+  const byName = new Map<string, { count: number; bytes: number }>();
   for (let i = 0; i < snap.nodes.length; i += stride) {
     const type = types[snap.nodes[i + typeAt]!];
     const size = snap.nodes[i + sizeAt]!;
     totalBytes += size;
     if (type === 'code') codeBytes += size;
-    if (type !== 'object' && type !== 'native') continue;
     // Bundlers rename classes to avoid collisions (`_X509Svid`, `X509Svid2`); count them as the original.
     const name = snap.strings[snap.nodes[i + nameAt]!]!.replace(/^_+/, '').replace(/\d+$/, '');
+    // Strings are keyed by type alone: their names are their contents.
+    const key = type === 'string' || type === 'concatenated string' || type === 'sliced string' ? `${type}` : `${type}:${name.slice(0, 60)}`;
+    const agg = byName.get(key) ?? { count: 0, bytes: 0 };
+    agg.count++;
+    agg.bytes += size;
+    byName.set(key, agg);
+    if (type !== 'object' && type !== 'native') continue;
     if (wanted.has(name)) objects[name]!++;
   }
-  return { objects, codeBytes, totalBytes };
+  return { objects, codeBytes, totalBytes, byName };
 }

@@ -21,6 +21,7 @@ import type { JwtBundle, JwtBundleSource } from './jwt-bundle.js';
 import type { JwtBundleSet } from './jwt-bundle-set.js';
 import { checkTokenFileName, parseJwtFiles, selectJwtFiles, type JwtMaterial, type ParsedJwtFiles } from './jwt-files.js';
 import type { JwtSvidToken } from './jwt-svid.js';
+import { expiryCheckDelay } from '../source/expiry-check-delay.js';
 
 export interface JwtSourceOptions {
   /** Name of the token file in the folder. Default `jwt-svid.token` (the driver's default). */
@@ -428,7 +429,7 @@ export class JwtSource extends EventEmitter<JwtSourceEvents> implements JwtBundl
       );
       return;
     }
-    this.expiryTimer = setTimeout(() => this.checkExpiry(), Math.min(remaining + 1, MAX_TIMER_MS));
+    this.expiryTimer = setTimeout(() => this.checkExpiry(), expiryCheckDelay(remaining + 1));
     this.expiryTimer.unref();
   }
 

@@ -23,6 +23,7 @@ import { expiryWarningFor } from './expiry.js';
 import { FolderWatcher } from './folder-watcher.js';
 import { locateCredentialFolder, type Environment } from './locate.js';
 import { readSnapshot, type FolderSnapshot } from './snapshot.js';
+import { expiryCheckDelay } from './expiry-check-delay.js';
 import type { X509Material, X509Source } from './x509-source.js';
 
 export interface FileSourceOptions extends CredentialFilesOptions {
@@ -463,8 +464,7 @@ export class FileSource extends EventEmitter<FileSourceEvents> implements X509So
     const next = this.warnedExpiring !== svid ? warnAt : this.warnedExpired !== svid ? notAfter : undefined;
     if (next === undefined) return;
     // +1: notAfter is inclusive, "expired" starts just after it.
-    const delay = Math.min(Math.max(next.getTime() - now + 1, 0), MAX_TIMER_MS);
-    this.expiryTimer = setTimeout(() => this.checkExpiry(), delay);
+    this.expiryTimer = setTimeout(() => this.checkExpiry(), expiryCheckDelay(next.getTime() - now + 1));
     this.expiryTimer.unref();
   }
 

@@ -122,8 +122,11 @@ describe('SPIFFE https server', () => {
     expect(seen.requests).toEqual([]);
   });
 
-  it('cross-trust-domain forgery: spiffe://a.org ID signed by b.org CA is refused with both bundles loaded', async () => {
-    const forged = await b.ca.mint('spiffe://a.org/client');
+  it.each([
+    ['signed by the b.org CA', () => b.ca.mint('spiffe://a.org/client')],
+    ['issued by a b.org intermediate', async () => (await b.ca.intermediate()).mint('spiffe://a.org/client')],
+  ])('cross-trust-domain forgery: a spiffe://a.org ID %s is refused with both bundles loaded', async (_how, mintForged) => {
+    const forged = await mintForged();
     const { port, seen } = await startHttps(source(serverId, a, b), authorizeAny());
     const outcome = await tlsProbe(port, rawClientOptions(forged, a), 'GET / HTTP/1.1\r\nHost: x\r\n\r\n');
     expect(outcome.data).toBe('');
@@ -141,17 +144,6 @@ describe('SPIFFE https server', () => {
     const res = await httpsGet(port, sdkClient(client, a));
     expect(res.body).toBe('hello spiffe://a.org/via-intermediate');
     expect(seen.failures).toEqual([]);
-  });
-
-  it('cross-trust-domain forgery through an intermediate: a b.org intermediate issuing spiffe://a.org is refused', async () => {
-    const forged = await (await b.ca.intermediate()).mint('spiffe://a.org/client');
-    const { port, seen } = await startHttps(source(serverId, a, b), authorizeAny());
-    const outcome = await tlsProbe(port, rawClientOptions(forged, a), 'GET / HTTP/1.1\r\nHost: x\r\n\r\n');
-    expect(outcome.data).toBe('');
-    await waitFor(() => seen.failures.length === 1, { message: 'authorization failure event' });
-    expect(seen.failures[0]).toBeInstanceOf(X509VerificationError);
-    expect(seen.failures[0]!.message).toMatch(/a\.org/);
-    expect(seen.requests).toEqual([]);
   });
 
   it("keeps the application's own keylog listener working", async () => {

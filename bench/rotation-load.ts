@@ -13,7 +13,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
-import * as tls from 'node:tls';
 import { request } from 'undici';
 import {
   authorizeAny,
@@ -22,12 +21,11 @@ import {
   FileSource,
   SpiffeDispatcher,
   type FileSourceOptions,
-  type SpiffeClientTlsOptions,
 } from '@spire-csi/sdk';
 import type { MintedSvid } from '../test/helpers/test-ca.js';
 import { onAbort } from './lib/abort.js';
 import { printTargets, round, sleep, summarize, table, writeResult, type Summary, type Target } from './lib/report.js';
-import { folderFiles, mintPki, sameSerial, staticSource, TimedFolderWriter } from './lib/sdk-material.js';
+import { folderFiles, mintPki, sameSerial, servedSerial, staticSource, TimedFolderWriter } from './lib/sdk-material.js';
 
 const DURATION_S = Number(process.env.BENCH_ROTATION_SECONDS ?? 30);
 const ROTATE_EVERY_MS = 300;
@@ -117,17 +115,6 @@ function load(): void {
   });
 }
 
-function servedSerial(options: SpiffeClientTlsOptions, port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = tls.connect({ ...options, host: '127.0.0.1', port }, () => {
-      const serial = socket.getPeerCertificate().serialNumber;
-      socket.destroy();
-      resolve(serial);
-    });
-    socket.once('error', reject);
-  });
-}
-
 function child(role: '--serve' | '--load'): ChildProcess {
   const proc = fork(process.argv[1]!, [role], { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const stop = onAbort(async () => void proc.kill('SIGKILL'));
@@ -211,7 +198,7 @@ async function phase(label: string, options: FileSourceOptions, seconds: number,
     const prober = (async () => {
       while (!stop) {
         const t0 = performance.now();
-        const serial = await servedSerial(probeOptions, port).catch(() => undefined);
+        const serial = await servedSerial(port, probeOptions).catch(() => undefined);
         const t1 = performance.now();
         if (serial === undefined) continue;
         probeDurations.push(t1 - t0);

@@ -8,14 +8,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import * as tls from 'node:tls';
 import { getHeapSpaceStatistics } from 'node:v8';
 import { authorizeAny, createClientTlsOptions, createHttpsServer, FileSource, type X509Material } from '@spire-csi/sdk';
 import type { MintedSvid } from '../test/helpers/test-ca.js';
 import { onAbort } from './lib/abort.js';
 import { countObjects, topGrowth, type HeapCounts } from './lib/heap-count.js';
 import { collect, MiB, printTargets, round, summarize, table, toMiB, writeResult, type Target } from './lib/report.js';
-import { folderFiles, mintPki, sameSerial, staticSource, TimedFolderWriter } from './lib/sdk-material.js';
+import { folderFiles, mintPki, sameSerial, servedSerial, staticSource, TimedFolderWriter } from './lib/sdk-material.js';
 
 const ROTATIONS = Number(process.env.BENCH_MEMORY_ROTATIONS ?? 10_000);
 const BASELINE_AT = 100;
@@ -63,17 +62,6 @@ function slope(points: readonly { x: number; y: number }[]): number {
   const num = points.reduce((a, p) => a + (p.x - mx) * (p.y - my), 0);
   const den = points.reduce((a, p) => a + (p.x - mx) ** 2, 0);
   return den === 0 ? 0 : num / den;
-}
-
-function servedSerial(port: number, options: tls.ConnectionOptions): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = tls.connect({ ...options, host: '127.0.0.1', port }, () => {
-      const serial = socket.getPeerCertificate().serialNumber;
-      socket.destroy();
-      resolve(serial);
-    });
-    socket.once('error', reject);
-  });
 }
 
 async function main(): Promise<void> {

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import * as tls from 'node:tls';
 import { StaticSource, TrustDomain, X509Bundle, X509BundleSet, X509Svid } from '@spire-csi/sdk';
 import { credentialFiles } from '../../test/helpers/credential-folder.js';
 import { TestCa, type MintedSvid } from '../../test/helpers/test-ca.js';
@@ -82,4 +83,16 @@ export class TimedFolderWriter {
 /** Node prints serials in upper-case hex; compare without caring how each side spelled it. */
 export function sameSerial(a: string | undefined, b: string | undefined): boolean {
   return a !== undefined && b !== undefined && a.toUpperCase() === b.toUpperCase();
+}
+
+/** The serial of the certificate a server at 127.0.0.1:`port` presents to a fresh handshake. */
+export function servedSerial(port: number, options: tls.ConnectionOptions): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ ...options, host: '127.0.0.1', port }, () => {
+      const serial = socket.getPeerCertificate().serialNumber;
+      socket.destroy();
+      resolve(serial);
+    });
+    socket.once('error', reject);
+  });
 }

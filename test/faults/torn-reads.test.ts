@@ -1,6 +1,7 @@
 /**
  * Torn reads: workloads read their credential folder at any moment, including mid-rotation. Every
- * snapshot a reader takes (sdk readSnapshot + parseCredentialFiles, or FileSource) must hold one
+ * snapshot a reader takes (sdk readSnapshot + parseCredentialFiles in reader threads racing the
+ * writer, or a FileSource in the test's own thread) must hold one
  * generation: key matching certificate, every bundle anchoring that certificate, identity.json
  * describing it.
  */
@@ -9,7 +10,7 @@ import { mkdir, mkdtemp, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FileSource, FileSourceError, verifyX509Svid, type X509Material } from '@spire-csi/sdk';
+import { FileSource, verifyX509Svid, type X509Material } from '@spire-csi/sdk';
 import { AtomicWriter } from '../../driver/src/volume/atomic-writer.js';
 import { buildPayload } from '../../driver/src/volume/payload.js';
 import { DEFAULT_FILES, DEFAULT_JWT_SVID_FILE, type VolumeSpec } from '../../driver/src/volume/volume-spec.js';
@@ -18,34 +19,15 @@ import { KubeletEmulator, type PublishedVolume } from '../helpers/kubelet-emulat
 import { TestCa } from '../helpers/test-ca.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { entry, NODE_SELECTOR, startInProcessDriver, type InProcessDriver } from './helpers/driver.js';
-import { checkFolder, checkLayout } from './helpers/folder-check.js';
+import { checkLayout } from './helpers/folder-check.js';
 import { rngFor } from './helpers/prng.js';
+import { emptyTally, type ReadTally } from './helpers/reader-tally.js';
+import { ReaderThreads } from './helpers/reader-threads.js';
 import { reportFaults } from './helpers/report.js';
 import { scaled, testTimeout } from './helpers/soak.js';
 
 const TD = 'example.org';
 const ID = `spiffe://${TD}/ns/default/sa/web`;
-
-interface ReadTally {
-  reads: number;
-  torn: string[];
-  /** readSnapshot gave up because the writer kept swapping faster than it could read: not torn. */
-  exhausted: number;
-}
-
-/** Reads `folder` in a loop until `done()`, classifying every outcome. */
-async function readLoop(folder: string, done: () => boolean, tally: ReadTally): Promise<void> {
-  while (!done()) {
-    try {
-      await checkFolder(folder);
-      tally.reads++;
-    } catch (err) {
-      if (err instanceof FileSourceError && err.kind === 'inconsistent') tally.exhausted++;
-      else tally.torn.push((err as Error).message);
-    }
-    await new Promise((resolve) => setImmediate(resolve));
-  }
-}
 
 /** A FileSource's updates must each verify on their own: chain anchored in the bundles delivered with it. */
 function watchSource(source: FileSource, tally: ReadTally): void {
@@ -54,6 +36,7 @@ function watchSource(source: FileSource, tally: ReadTally): void {
     try {
       verifyX509Svid(material.svid.certificates, material.bundles);
     } catch (err) {
+      tally.tornCount++;
       tally.torn.push(`FileSource update: ${(err as Error).message}`);
     }
   });
@@ -112,13 +95,12 @@ describe('torn reads against the AtomicWriter (no mounts)', () => {
       await mkdir(target);
       await write(0);
 
-      const tally: ReadTally = { reads: 0, torn: [], exhausted: 0 };
-      const sourceTally: ReadTally = { reads: 0, torn: [], exhausted: 0 };
+      const sourceTally = emptyTally();
       const source = new FileSource(target);
       watchSource(source, sourceTally);
       await source.ready(5_000);
-      let finished = false;
-      const loops = Array.from({ length: readers }, () => readLoop(target, () => finished, tally));
+      const readerThreads = await ReaderThreads.start(Array.from({ length: readers }, () => target));
+      let tally: ReadTally;
       let previous = 0;
       try {
         for (let i = 0; i < writes; i++) {
@@ -130,8 +112,7 @@ describe('torn reads against the AtomicWriter (no mounts)', () => {
           if (rng.chance(0.2)) await new Promise((resolve) => setTimeout(resolve, rng.int(3)));
         }
       } finally {
-        finished = true;
-        await Promise.all(loops);
+        tally = await readerThreads.stop();
         await source.close();
       }
       await checkLayout(target);
@@ -139,7 +120,7 @@ describe('torn reads against the AtomicWriter (no mounts)', () => {
         seed: rng.seed,
         cases: tally.reads + sourceTally.reads,
         faults: writes,
-        losses: tally.torn.length + sourceTally.torn.length,
+        losses: tally.tornCount + sourceTally.tornCount,
         notes: { snapshotReads: tally.reads, fileSourceUpdates: sourceTally.reads, readerRetriesExhausted: tally.exhausted },
       });
       expect(tally.torn).toEqual([]);
@@ -176,14 +157,13 @@ describe.skipIf(!isRoot)('torn reads against the running driver (dev agent rotat
       const volumes: PublishedVolume[] = [];
       for (let i = 0; i < 3; i++) volumes.push(await h.kubelet.publish(KubeletEmulator.pod()));
 
-      const tally: ReadTally = { reads: 0, torn: [], exhausted: 0 };
-      const sourceTally: ReadTally = { reads: 0, torn: [], exhausted: 0 };
+      const sourceTally = emptyTally();
       const sources = volumes.map((v) => new FileSource(v.targetPath));
       for (const source of sources) watchSource(source, sourceTally);
       await Promise.all(sources.map((s) => s.ready(5_000)));
 
-      let finished = false;
-      const loops = volumes.map((v) => readLoop(v.targetPath, () => finished, tally));
+      const readerThreads = await ReaderThreads.start(volumes.map((v) => v.targetPath));
+      let tally: ReadTally;
       const kinds = { svid: 0, caRotate: 0, caDrop: 0 };
       let caPending = false;
       try {
@@ -211,8 +191,7 @@ describe.skipIf(!isRoot)('torn reads against the running driver (dev agent rotat
           );
         }
       } finally {
-        finished = true;
-        await Promise.all(loops);
+        tally = await readerThreads.stop();
         await Promise.all(sources.map((s) => s.close()));
       }
       // The old payload goes right after the swap, so let the last one finish.
@@ -223,7 +202,7 @@ describe.skipIf(!isRoot)('torn reads against the running driver (dev agent rotat
         seed: rng.seed,
         cases: tally.reads + sourceTally.reads,
         faults: rotations,
-        losses: tally.torn.length + sourceTally.torn.length,
+        losses: tally.tornCount + sourceTally.tornCount,
         notes: { ...kinds, snapshotReads: tally.reads, fileSourceUpdates: sourceTally.reads, readerRetriesExhausted: tally.exhausted },
       });
       expect(tally.torn).toEqual([]);

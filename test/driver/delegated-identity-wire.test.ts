@@ -47,7 +47,7 @@ describe('wire conversion', () => {
       'spiffe://example.org',
     );
     const bad = { token: 't', id: { trust_domain: 'example.org', path: 'x' }, expires_at: '1', issued_at: '0', hint: '' };
-    expect(() => jwtSvidsFromWire({ svids: [bad] })).toThrow(/svids\[0\]\.id\.path "x" must be empty or start with/);
+    expect(() => jwtSvidsFromWire({ svids: [bad] })).toThrow(/malformed SPIFFE ID in svids\[0\]\.id: path "x" must be empty or start with/);
   });
 
   it('passes an empty set through', () => {
@@ -67,7 +67,7 @@ describe('wire conversion', () => {
     [
       'path-without-slash',
       { ...base, x509_svid: { ...base.x509_svid, id: { trust_domain: 'example.org', path: 'evil.org/a' } } },
-      /x509_svids\[0\]\.id\.path "evil\.org\/a" must be empty or start with "\/"/,
+      /malformed SPIFFE ID in x509_svids\[0\]\.id: path "evil\.org\/a" must be empty or start with "\/"/,
     ],
   ])('rejects %s without echoing key bytes', (_name, item, message) => {
     expect(() => svidUpdateFromWire({ x509_svids: [item], federates_with: [] })).toThrow(message);

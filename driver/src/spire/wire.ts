@@ -167,7 +167,7 @@ function svidFromWire(item: WireX509SvidWithKey, index: number): AgentX509Svid {
 function spiffeIdFromWire(id: WireSpiffeId, field: string): string {
   const path = id.path ?? '';
   if (path !== '' && !path.startsWith('/')) {
-    throw new WireError(`${field}.id.path ${JSON.stringify(path.slice(0, 64))} must be empty or start with "/"`);
+    throw new WireError(`malformed SPIFFE ID in ${field}.id: path ${JSON.stringify(path.slice(0, 64))} must be empty or start with "/"`);
   }
   return `${SCHEME}${id.trust_domain}${path}`;
 }

@@ -5,20 +5,10 @@ import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FileSource, SpiffeId, X509Svid } from '@spire-csi/sdk';
-import type { RegistrationEntry } from '../../driver/src/dev-agent/registrations.js';
 import { DriverHarness, isRoot, mountsUnder } from '../helpers/driver-harness.js';
 import { KubeletEmulator, type EmulatedPod, type PublishedVolume } from '../helpers/kubelet-emulator.js';
+import { entry } from '../helpers/registration-entry.js';
 import { waitFor } from '../helpers/wait-for.js';
-
-const entry = (spiffeId: string, selectors: string[], federatesWith: string[] = []): RegistrationEntry => ({
-  spiffeId,
-  selectors: selectors.map((s) => {
-    const at = s.indexOf(':');
-    return { type: s.slice(0, at), value: s.slice(at + 1) };
-  }),
-  federatesWith,
-  hint: '',
-});
 
 const WEB_ID = 'spiffe://example.org/ns/default/sa/web';
 const DB_ID = 'spiffe://example.org/ns/default/sa/db';

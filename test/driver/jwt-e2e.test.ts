@@ -4,20 +4,10 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { JwtBundle, JwtBundleSet, JwtSource, jwtPeerId, jwtSvidMiddleware, validateJwtSvid } from '@spire-csi/sdk';
-import type { RegistrationEntry } from '../../driver/src/dev-agent/registrations.js';
 import { DriverHarness, isRoot } from '../helpers/driver-harness.js';
 import { KubeletEmulator, type PublishedVolume } from '../helpers/kubelet-emulator.js';
+import { entry } from '../helpers/registration-entry.js';
 import { waitFor } from '../helpers/wait-for.js';
-
-const entry = (spiffeId: string, selectors: string[], federatesWith: string[] = []): RegistrationEntry => ({
-  spiffeId,
-  selectors: selectors.map((s) => {
-    const at = s.indexOf(':');
-    return { type: s.slice(0, at), value: s.slice(at + 1) };
-  }),
-  federatesWith,
-  hint: '',
-});
 
 const WEB_ID = 'spiffe://example.org/ns/default/sa/web';
 const DB_ID = 'spiffe://example.org/ns/default/sa/db';

@@ -11,7 +11,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DriverHarness, isRoot } from '../helpers/driver-harness.js';
 import { KubeletEmulator, type PublishedVolume } from '../helpers/kubelet-emulator.js';
 import { waitFor } from '../helpers/wait-for.js';
-import { entry, NODE_SELECTOR, startInProcessDriver, type InProcessDriver } from './helpers/driver.js';
+import { createNodeWideHarness, startInProcessDriver, type InProcessDriver } from './helpers/driver.js';
 import { checkFolder } from './helpers/folder-check.js';
 import { diffState, expectedState, nodeState } from './helpers/node-state.js';
 import { rngFor } from './helpers/prng.js';
@@ -29,10 +29,7 @@ describe.skipIf(!isRoot)('agent faults: repeated agent outages under 200 volumes
   let stateDir: string | undefined;
 
   beforeEach(async () => {
-    h = await DriverHarness.create({
-      registrations: { entries: [entry(ID, [NODE_SELECTOR])], federatedTrustDomains: [] },
-      publishTimeoutMs: 20_000,
-    });
+    h = await createNodeWideHarness(ID, 20_000);
   });
 
   afterEach(async () => {

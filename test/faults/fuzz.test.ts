@@ -12,7 +12,7 @@ import { status } from '@grpc/grpc-js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DriverHarness, isRoot, mountsUnder } from '../helpers/driver-harness.js';
 import { KubeletEmulator, type EmulatedPod, type PublishedVolume } from '../helpers/kubelet-emulator.js';
-import { entry, NODE_SELECTOR, startInProcessDriver, type InProcessDriver } from './helpers/driver.js';
+import { createNodeWideHarness, startInProcessDriver, type InProcessDriver } from './helpers/driver.js';
 import { checkFolder } from './helpers/folder-check.js';
 import { asciiWord, hostileString, mutateBytes, mutateString, wrongType } from './helpers/fuzz-values.js';
 import { nodeState, recordFileOf, treeOf, type NodeState } from './helpers/node-state.js';
@@ -313,11 +313,8 @@ describe.skipIf(!isRoot)('bad input fuzz against the running driver', () => {
   let world: World;
 
   beforeEach(async () => {
-    h = await DriverHarness.create({
-      registrations: { entries: [entry(ID, [NODE_SELECTOR])], federatedTrustDomains: [] },
-      // Accepted requests naming an SVID nobody has time out: keep that short.
-      publishTimeoutMs: 800,
-    });
+    // Accepted requests naming an SVID nobody has time out: keep that short.
+    h = await createNodeWideHarness(ID, 800);
     driver = await startInProcessDriver(h.config);
     const bystanderPod = KubeletEmulator.pod();
     const bystander = await h.kubelet.publish(bystanderPod);

@@ -13,7 +13,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CLI_PATH, DriverHarness, isRoot, mountsUnder } from '../helpers/driver-harness.js';
 import { KubeletEmulator, type EmulatedPod, type PublishedVolume } from '../helpers/kubelet-emulator.js';
 import { waitFor } from '../helpers/wait-for.js';
-import { entry, NODE_SELECTOR, startInProcessDriver, type InProcessDriver } from './helpers/driver.js';
+import { createNodeWideHarness, startInProcessDriver, type InProcessDriver } from './helpers/driver.js';
 import { checkFolder, checkLayout } from './helpers/folder-check.js';
 import { diffState, expectedState, nodeState, recordFileOf } from './helpers/node-state.js';
 import { rngFor } from './helpers/prng.js';
@@ -48,10 +48,7 @@ describe.skipIf(!isRoot)('resource faults', () => {
   const bindMounts: string[] = [];
 
   beforeEach(async () => {
-    h = await DriverHarness.create({
-      registrations: { entries: [entry(ID, [NODE_SELECTOR])], federatedTrustDomains: [] },
-      publishTimeoutMs: 5_000,
-    });
+    h = await createNodeWideHarness(ID, 5_000);
   });
 
   afterEach(async () => {

@@ -18,7 +18,7 @@ import { DriverHarness, isRoot } from '../helpers/driver-harness.js';
 import { KubeletEmulator, type PublishedVolume } from '../helpers/kubelet-emulator.js';
 import { TestCa } from '../helpers/test-ca.js';
 import { waitFor } from '../helpers/wait-for.js';
-import { entry, NODE_SELECTOR, startInProcessDriver, type InProcessDriver } from './helpers/driver.js';
+import { createNodeWideHarness, startInProcessDriver, type InProcessDriver } from './helpers/driver.js';
 import { checkLayout } from './helpers/folder-check.js';
 import { rngFor } from './helpers/prng.js';
 import { emptyTally, type ReadTally } from './helpers/reader-tally.js';
@@ -136,10 +136,7 @@ describe.skipIf(!isRoot)('torn reads against the running driver (dev agent rotat
   let driver: InProcessDriver | undefined;
 
   beforeEach(async () => {
-    h = await DriverHarness.create({
-      registrations: { entries: [entry(ID, [NODE_SELECTOR])], federatedTrustDomains: [] },
-      publishTimeoutMs: 5_000,
-    });
+    h = await createNodeWideHarness(ID, 5_000);
   });
 
   afterEach(async () => {

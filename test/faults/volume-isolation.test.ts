@@ -13,7 +13,7 @@ import { MountError, type Mounter } from '../../driver/src/volume/mounter.js';
 import { VolumeHarness } from '../driver/volume-harness.js';
 import { DriverHarness, isRoot, mountsUnder } from '../helpers/driver-harness.js';
 import { KubeletEmulator } from '../helpers/kubelet-emulator.js';
-import { entry, NODE_SELECTOR, startInProcessDriver, type InProcessDriver } from './helpers/driver.js';
+import { createNodeWideHarness, startInProcessDriver, type InProcessDriver } from './helpers/driver.js';
 import { checkFolder } from './helpers/folder-check.js';
 import { recordFiles, recordFileOf } from './helpers/node-state.js';
 import { grpcCode } from './helpers/retry.js';
@@ -28,10 +28,7 @@ describe.skipIf(!isRoot)('volume isolation: a request never acts on another volu
   let driver: InProcessDriver | undefined;
 
   beforeEach(async () => {
-    h = await DriverHarness.create({
-      registrations: { entries: [entry(ID, [NODE_SELECTOR])], federatedTrustDomains: [] },
-      publishTimeoutMs: 1_000,
-    });
+    h = await createNodeWideHarness(ID, 1_000);
     driver = await startInProcessDriver(h.config);
   });
 

@@ -3,8 +3,9 @@
  * socket, or a faster reconnect schedule. This starts one in-process with its log lines captured.
  */
 import { Writable } from 'node:stream';
+import { DriverHarness } from '../../helpers/driver-harness.js';
+import { entry } from '../../helpers/registration-entry.js';
 import type { DriverConfig } from '../../../driver/src/config/driver-config.js';
-import type { RegistrationEntry } from '../../../driver/src/dev-agent/registrations.js';
 import { createLogger } from '../../../driver/src/logging.js';
 import { startDriver, type DriverDependencies, type RunningDriver } from '../../../driver/src/main.js';
 import { DelegatedIdentityClient } from '../../../driver/src/spire/delegated-identity-client.js';
@@ -47,17 +48,13 @@ export async function startInProcessDriver(config: DriverConfig, options: InProc
   };
 }
 
-export function entry(spiffeId: string, selectors: readonly string[], federatesWith: readonly string[] = []): RegistrationEntry {
-  return {
-    spiffeId,
-    selectors: selectors.map((s) => {
-      const at = s.indexOf(':');
-      return { type: s.slice(0, at), value: s.slice(at + 1) };
-    }),
-    federatesWith,
-    hint: '',
-  };
-}
-
 /** The harness's node is `node-1`: an entry on that selector matches every pod. */
 export const NODE_SELECTOR = 'k8s:node-name:node-1';
+
+/** The harness most fault tests start from: one registration entry, for `spiffeId`, matching every pod of the node. */
+export function createNodeWideHarness(spiffeId: string, publishTimeoutMs: number): Promise<DriverHarness> {
+  return DriverHarness.create({
+    registrations: { entries: [entry(spiffeId, [NODE_SELECTOR])], federatedTrustDomains: [] },
+    publishTimeoutMs,
+  });
+}

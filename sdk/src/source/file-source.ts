@@ -8,9 +8,10 @@
  * cannot crash the application) while the last good credentials keep serving.
  *
  * Re-reads are triggered by filesystem events (debounced, since one rotation is a burst of them),
- * by a periodic re-check that covers missed events, and by refresh().
+ * by a periodic re-check that covers missed events, and by refresh(). That machinery is the
+ * CredentialFolderReloader's (shared with JwtSource); this file says what X.509 material is: which
+ * files, how they parse, when an SVID is usable, and when to warn that it is about to expire.
  */
-import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { silentLogger, type Logger } from '../logger.js';
 import type { TrustDomain } from '../spiffe-id/trust-domain.js';
@@ -20,10 +21,8 @@ import type { X509Svid } from '../x509/svid.js';
 import { parseCredentialFiles, resolveSplitFileNames, checkLayout, selectCredentialFiles, type CredentialFilesOptions, type ParsedCredentials } from './credential-files.js';
 import { FileSourceError, messageOf } from './errors.js';
 import { expiryWarningFor } from './expiry.js';
-import { FolderWatcher } from './folder-watcher.js';
+import { CredentialFolderReloader, checkDuration, type CredentialFolderWording } from './folder-reloader.js';
 import { locateCredentialFolder, type Environment } from './locate.js';
-import { readSnapshot, type FolderSnapshot } from './snapshot.js';
-import { expiryCheckDelay } from './expiry-check-delay.js';
 import type { X509Material, X509Source } from './x509-source.js';
 
 export interface FileSourceOptions extends CredentialFilesOptions {
@@ -81,44 +80,44 @@ export interface FileSourceEvents {
 
 export const DEFAULT_READY_TIMEOUT_MS = 30_000;
 export const DEFAULT_DEBOUNCE_MS = 10;
-const DEFAULT_RECHECK_INTERVAL_MS = 30_000;
-/**
- * After a failed read (nothing loaded yet, or an invalid update), re-read on this backoff even
- * without events: a writer may finish without any further event reaching us.
- */
-const FAILURE_RETRY_MS = [1_000, 2_000, 4_000, 5_000] as const;
-/** setTimeout's limit; longer waits are done in steps. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
-interface Candidate {
-  readonly parsed: ParsedCredentials;
-  readonly digest: string;
-}
-const UNCHANGED = Symbol('unchanged');
+const WORDING: CredentialFolderWording = {
+  prefix: 'filesource',
+  material: 'credentials',
+  materialWasLoaded: 'credentials were loaded',
+  loaded: 'loaded credentials',
+  keptCurrent: 'ignoring invalid update, keeping current credentials',
+  unseenChanges: 'rotations',
+};
 
-interface Waiter {
-  resolve(material: X509Material): void;
-  reject(error: FileSourceError): void;
-  timer: NodeJS.Timeout;
+function configError(message: string): FileSourceError {
+  return new FileSourceError('config', message);
 }
 
-function checkDuration(name: string, value: number | undefined, fallback: number, min = 0): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < min) {
-    throw new FileSourceError('config', `${name} must be a finite number >= ${min}, got ${String(value)}`);
-  }
-  return value;
+/** Errors of the reader and parser are FileSourceErrors already; anything else is 'invalid'. */
+function asFileSourceError(err: unknown): FileSourceError {
+  return err instanceof FileSourceError ? err : new FileSourceError('invalid', messageOf(err), { cause: err });
 }
 
-/** Content identity of a snapshot: same bytes under the same names means nothing changed. */
-function digestOf(snapshot: FolderSnapshot): string {
-  const hash = createHash('sha256');
-  for (const name of [...snapshot.files.keys()].sort()) {
-    const content = snapshot.files.get(name)!;
-    hash.update(`${name}\0${content.length}\0`);
-    hash.update(content);
-  }
-  return hash.digest('hex');
+/** Throws a FileSourceError ('expired') unless the SVID and its chain are valid at `now`. */
+function checkValidity(svid: X509Svid, now: Date): void {
+  if (svid.isValidAt(now)) return;
+  const leafState = now < svid.notBefore ? 'not valid yet' : now > svid.notAfter ? 'expired' : 'valid';
+  const detail = leafState === 'valid' ? 'a certificate in its chain is outside its validity period' : `the leaf is ${leafState}`;
+  throw new FileSourceError(
+    'expired',
+    `X509-SVID ${svid.id.toString()} (serial ${svid.serialNumber}) is not usable at ${now.toISOString()}: ${detail} ` +
+      `(leaf valid ${svid.notBefore.toISOString()} to ${svid.notAfter.toISOString()})`,
+  );
+}
+
+/** Every read that parses is an update; only the bundle set is carried over when equal. */
+function adoptX509(parsed: ParsedCredentials, previous: X509Material | undefined): X509Material {
+  const next = parsed.material;
+  // An SVID rotation usually leaves the bundles as they were: keeping the previous (immutable)
+  // set then keeps everything scoped to it, such as remembered peer verifications, valid.
+  const bundles = previous !== undefined && previous.bundles.equals(next.bundles) ? previous.bundles : next.bundles;
+  return Object.freeze({ svid: next.svid, bundles });
 }
 
 export class FileSource extends EventEmitter<FileSourceEvents> implements X509Source {
@@ -128,38 +127,11 @@ export class FileSource extends EventEmitter<FileSourceEvents> implements X509So
   private readonly fileOptions: CredentialFilesOptions;
   private readonly logger: Logger;
   private readonly now: () => Date;
-  private readonly debounceMs: number;
-  private readonly recheckIntervalMs: number;
   private readonly expiryWarningMs: number | undefined;
-  private readonly maxReadAttempts: number;
-  private readonly readRetryDelayMs: number;
-  private readonly watcher: FolderWatcher | undefined;
+  private readonly reloader: CredentialFolderReloader<ParsedCredentials, X509Material, FileSourceError>;
 
-  private material: X509Material | undefined;
-  private digest: string | undefined;
-  private lastError: FileSourceError | undefined;
-  /** Digest of the snapshot the current refresh read, so a repeated bad update is reported once. */
-  private readDigest: string | undefined;
-  private lastReported: string | undefined;
-  /** Consecutive failed reads; drives the retry backoff. */
-  private failures = 0;
   private warnedExpiring: X509Svid | undefined;
   private warnedExpired: X509Svid | undefined;
-
-  private readonly waiters = new Set<Waiter>();
-  private debounceTimer: NodeJS.Timeout | undefined;
-  private recheckTimer: NodeJS.Timeout | undefined;
-  private expiryTimer: NodeJS.Timeout | undefined;
-  private reloading: Promise<void> | undefined;
-  private rerun = false;
-  /**
-   * Re-establish the watch before the next read. Only a change of the folder itself, a watch
-   * error, the periodic re-check or refresh() need it; events for the files inside do not, and
-   * skipping it keeps two filesystem round trips off every rotation.
-   */
-  private resyncWatch = true;
-  private closed = false;
-  private closing: Promise<void> | undefined;
 
   /**
    * `folder`: the credential folder; defaults to $SPIFFE_CREDENTIAL_FOLDER (there is no default
@@ -174,55 +146,44 @@ export class FileSource extends EventEmitter<FileSourceEvents> implements X509So
     this.fileOptions = { layout: checkLayout(options.layout), files: resolveSplitFileNames(options.files) };
     this.logger = options.logger ?? silentLogger;
     this.now = options.now ?? (() => new Date());
-    this.debounceMs = checkDuration('debounceMs', options.debounceMs, DEFAULT_DEBOUNCE_MS);
-    this.recheckIntervalMs = checkDuration('recheckIntervalMs', options.recheckIntervalMs, DEFAULT_RECHECK_INTERVAL_MS);
     this.expiryWarningMs =
-      options.expiryWarningMs === undefined ? undefined : checkDuration('expiryWarningMs', options.expiryWarningMs, 0);
-    this.maxReadAttempts = Math.floor(checkDuration('maxReadAttempts', options.maxReadAttempts, 10, 1));
-    this.readRetryDelayMs = checkDuration('readRetryDelayMs', options.readRetryDelayMs, 20);
-    const pollIntervalMs = checkDuration('pollIntervalMs', options.pollIntervalMs, 1000, 1);
-    const watch = options.watch ?? true;
-    if (!watch && this.recheckIntervalMs === 0) {
-      throw new FileSourceError('config', 'with watch: false, recheckIntervalMs must be > 0 or rotations are never seen');
-    }
-    this.watcher = watch
-      ? new FolderWatcher(this.folder, {
-          usePolling: options.usePolling ?? false,
-          pollIntervalMs,
-          logger: this.logger,
-          onChange: (folderChanged) => this.scheduleRefresh(folderChanged),
-        })
-      : undefined;
-    void this.start();
+      options.expiryWarningMs === undefined ? undefined : checkDuration('expiryWarningMs', options.expiryWarningMs, 0, 0, configError);
+    this.reloader = new CredentialFolderReloader<ParsedCredentials, X509Material, FileSourceError>(this.folder, options, this.logger, {
+      wording: WORDING,
+      defaultDebounceMs: DEFAULT_DEBOUNCE_MS,
+      createError: (kind, message, errorOptions) => new FileSourceError(kind, message, errorOptions),
+      toError: asFileSourceError,
+      select: (names) => selectCredentialFiles(names, this.fileOptions),
+      parse: (files) => parseCredentialFiles(files, this.fileOptions),
+      checkUsable: (parsed) => checkValidity(parsed.material.svid, this.now()),
+      adopt: adoptX509,
+      describe: (material, parsed) => ({
+        layout: parsed.layout,
+        files: parsed.sources,
+        spiffeId: material.svid.id.toString(),
+        serialNumber: material.svid.serialNumber,
+        notAfter: material.svid.notAfter.toISOString(),
+        trustDomains: material.bundles.trustDomains().map((td) => td.name),
+      }),
+      checkExpiry: (material) => this.checkExpiry(material.svid),
+      emitUpdate: (material) => this.emit('update', material),
+      emitError: (error) => this.listenerCount('error') > 0 && this.emit('error', error),
+    });
+    this.reloader.start();
   }
 
   /** Resolves with the first valid material; rejects after `timeoutMs` saying what was wrong. */
   ready(timeoutMs: number = DEFAULT_READY_TIMEOUT_MS): Promise<X509Material> {
-    if (this.material !== undefined) return Promise.resolve(this.material);
-    if (this.closed) return Promise.reject(this.closedError());
-    if (typeof timeoutMs !== 'number' || !(timeoutMs > 0)) {
-      return Promise.reject(new FileSourceError('config', `ready() timeout must be a positive number, got ${String(timeoutMs)}`));
-    }
-    return new Promise<X509Material>((resolve, reject) => {
-      const waiter: Waiter = {
-        resolve,
-        reject,
-        // Not unref'd: awaiting ready() should keep the process alive until it settles.
-        timer: setTimeout(() => {
-          this.waiters.delete(waiter);
-          reject(this.timeoutError(timeoutMs));
-        }, Math.min(timeoutMs, MAX_TIMER_MS)),
-      };
-      this.waiters.add(waiter);
-    });
+    return this.reloader.ready(timeoutMs);
   }
 
   /** The current material. Throws a FileSourceError ('not-ready') before the first valid load. */
   current(): X509Material {
-    if (this.material === undefined) {
+    const material = this.reloader.material;
+    if (material === undefined) {
       throw new FileSourceError('not-ready', `no credentials loaded yet from ${this.folder}; await ready() first`);
     }
-    return this.material;
+    return material;
   }
 
   getX509Svid(): X509Svid {
@@ -235,223 +196,24 @@ export class FileSource extends EventEmitter<FileSourceEvents> implements X509So
 
   /** Undefined before the first load: an unknown domain is untrusted, which is the safe answer. */
   getX509BundleForTrustDomain(td: TrustDomain): X509Bundle | undefined {
-    return this.material?.bundles.get(td);
+    return this.reloader.material?.bundles.get(td);
   }
 
   /** Re-reads the folder now; resolves once a read that started after this call has finished. */
   refresh(): Promise<void> {
-    return this.requestRead(true);
-  }
-
-  private requestRead(resyncWatch: boolean): Promise<void> {
-    if (this.closed) return Promise.resolve();
-    if (resyncWatch) this.resyncWatch = true;
-    this.rerun = true;
-    this.reloading ??= this.reloadLoop();
-    return this.reloading;
+    return this.reloader.refresh();
   }
 
   /** Stops watching and timers. Idempotent; material already loaded stays readable. */
   close(): Promise<void> {
-    if (this.closing === undefined) {
-      this.closed = true;
-      for (const timer of [this.debounceTimer, this.recheckTimer, this.expiryTimer]) clearTimeout(timer);
-      this.debounceTimer = this.recheckTimer = this.expiryTimer = undefined;
-      for (const waiter of this.waiters) {
-        clearTimeout(waiter.timer);
-        waiter.reject(this.closedError());
-      }
-      this.waiters.clear();
-      const reloading = this.reloading;
-      this.closing = (async () => {
-        await this.watcher?.close();
-        await reloading;
-      })();
-    }
-    return this.closing;
+    return this.reloader.close();
   }
 
-  private async start(): Promise<void> {
-    if (this.watcher !== undefined) {
-      try {
-        // Watch first, read second: a change between the two is then seen by the watch.
-        await this.watcher.start();
-      } catch (err) {
-        this.logger.warn(
-          { folder: this.folder, error: messageOf(err) },
-          'filesource: cannot watch the credential folder; relying on the periodic re-check',
-        );
-      }
-    }
-    await this.refresh();
-  }
-
-  private scheduleRefresh(folderChanged: boolean): void {
-    if (folderChanged) this.resyncWatch = true;
-    if (this.closed || this.debounceTimer !== undefined) return;
-    // Not restarted by later events: a steady event stream must not postpone the read forever.
-    this.debounceTimer = setTimeout(() => {
-      this.debounceTimer = undefined;
-      void this.requestRead(false);
-    }, this.debounceMs);
-    this.debounceTimer.unref();
-  }
-
-  private async reloadLoop(): Promise<void> {
-    try {
-      while (this.rerun && !this.closed) {
-        this.rerun = false;
-        await this.reloadOnce();
-      }
-    } finally {
-      // Cleared synchronously after the last `rerun` check, so a refresh() arriving later starts
-      // a new loop instead of joining one that is about to end.
-      this.reloading = undefined;
-    }
-    if (!this.closed) {
-      this.checkExpiry();
-      this.scheduleRecheck();
-    }
-  }
-
-  private async reloadOnce(): Promise<void> {
-    this.readDigest = undefined;
-    if (this.resyncWatch && this.watcher !== undefined) {
-      this.resyncWatch = false;
-      try {
-        await this.watcher.resync();
-      } catch (err) {
-        this.logger.debug({ folder: this.folder, error: messageOf(err) }, 'filesource: re-establishing the watch failed');
-      }
-    }
-    let candidate: Candidate | typeof UNCHANGED;
-    try {
-      const { value } = await readSnapshot(this.folder, {
-        select: (names) => selectCredentialFiles(names, this.fileOptions),
-        parse: (snapshot) => this.evaluate(snapshot),
-        maxAttempts: this.maxReadAttempts,
-        retryDelayMs: this.readRetryDelayMs,
-      });
-      candidate = value;
-      if (candidate !== UNCHANGED) this.checkValidity(candidate.parsed.material.svid);
-    } catch (err) {
-      if (!this.closed) this.reject(err);
-      return;
-    }
-    if (this.closed) return;
-    this.failures = 0;
-    this.lastReported = undefined;
-    if (candidate === UNCHANGED) {
-      this.lastError = undefined;
-      return;
-    }
-    this.swap(candidate);
-  }
-
-  /** Runs inside the snapshot reader, so plain files that do not parse yet are re-read. */
-  private evaluate(snapshot: FolderSnapshot): Candidate | typeof UNCHANGED {
-    const digest = digestOf(snapshot);
-    this.readDigest = digest;
-    if (this.material !== undefined && digest === this.digest) return UNCHANGED;
-    return { parsed: parseCredentialFiles(snapshot.files, this.fileOptions), digest };
-  }
-
-  private checkValidity(svid: X509Svid): void {
-    const now = this.now();
-    if (svid.isValidAt(now)) return;
-    const leafState = now < svid.notBefore ? 'not valid yet' : now > svid.notAfter ? 'expired' : 'valid';
-    const detail = leafState === 'valid' ? 'a certificate in its chain is outside its validity period' : `the leaf is ${leafState}`;
-    throw new FileSourceError(
-      'expired',
-      `X509-SVID ${svid.id.toString()} (serial ${svid.serialNumber}) is not usable at ${now.toISOString()}: ${detail} ` +
-        `(leaf valid ${svid.notBefore.toISOString()} to ${svid.notAfter.toISOString()})`,
-    );
-  }
-
-  private swap(candidate: Candidate): void {
-    const { layout, sources } = candidate.parsed;
-    const parsed = candidate.parsed.material;
-    const previous = this.material?.bundles;
-    // An SVID rotation usually leaves the bundles as they were: keeping the previous (immutable)
-    // set then keeps everything scoped to it, such as remembered peer verifications, valid.
-    const bundles = previous !== undefined && previous.equals(parsed.bundles) ? previous : parsed.bundles;
-    const material: X509Material = Object.freeze({ svid: parsed.svid, bundles });
-    this.material = material;
-    this.digest = candidate.digest;
-    this.lastError = undefined;
-    this.logger.info(
-      {
-        folder: this.folder,
-        layout,
-        files: sources,
-        spiffeId: material.svid.id.toString(),
-        serialNumber: material.svid.serialNumber,
-        notAfter: material.svid.notAfter.toISOString(),
-        trustDomains: material.bundles.trustDomains().map((td) => td.name),
-      },
-      'filesource: loaded credentials',
-    );
-    for (const waiter of this.waiters) {
-      clearTimeout(waiter.timer);
-      waiter.resolve(material);
-    }
-    this.waiters.clear();
-    try {
-      this.emit('update', material);
-    } catch (err) {
-      this.logger.error({ folder: this.folder, error: messageOf(err) }, "filesource: an 'update' listener threw");
-    }
-  }
-
-  private reject(err: unknown): void {
-    const error = err instanceof FileSourceError ? err : new FileSourceError('invalid', messageOf(err), { cause: err });
-    this.lastError = error;
-    this.failures++;
-    // The same bad content (or the same missing folder) is reported once, not on every re-check.
-    // Content is keyed by digest, not message: an expiry message names the current time.
-    const key = this.readDigest === undefined ? error.message : `${this.readDigest}|${error.kind}`;
-    if (key === this.lastReported) {
-      this.logger.debug({ folder: this.folder, kind: error.kind, error: error.message }, 'filesource: update still invalid');
-      return;
-    }
-    this.lastReported = key;
-    if (this.listenerCount('error') > 0) {
-      try {
-        this.emit('error', error);
-      } catch (listenerErr) {
-        this.logger.error({ folder: this.folder, error: messageOf(listenerErr) }, "filesource: an 'error' listener threw");
-      }
-      return;
-    }
-    this.logger.warn(
-      { folder: this.folder, kind: error.kind, error: error.message },
-      this.material === undefined ? 'filesource: no valid credentials yet' : 'filesource: ignoring invalid update, keeping current credentials',
-    );
-  }
-
-  private scheduleRecheck(): void {
-    clearTimeout(this.recheckTimer);
-    this.recheckTimer = undefined;
-    const interval =
-      this.failures > 0
-        ? Math.min(
-            FAILURE_RETRY_MS[Math.min(this.failures, FAILURE_RETRY_MS.length) - 1]!,
-            this.recheckIntervalMs || DEFAULT_RECHECK_INTERVAL_MS,
-          )
-        : this.recheckIntervalMs;
-    if (interval === 0) return;
-    this.recheckTimer = setTimeout(() => {
-      this.recheckTimer = undefined;
-      void this.refresh();
-    }, Math.min(interval, MAX_TIMER_MS));
-    this.recheckTimer.unref();
-  }
-
-  private checkExpiry(): void {
-    clearTimeout(this.expiryTimer);
-    this.expiryTimer = undefined;
-    const svid = this.material?.svid;
-    if (svid === undefined || this.closed) return;
+  /**
+   * Warns once per SVID when it nears notAfter and once when it passed it. Returns the time until
+   * the next of those is due.
+   */
+  private checkExpiry(svid: X509Svid): number | undefined {
     const { warnAt, notAfter } = expiryWarningFor(svid, this.expiryWarningMs);
     const now = this.now().getTime();
     if (now > notAfter.getTime() && this.warnedExpired !== svid) {
@@ -462,10 +224,8 @@ export class FileSource extends EventEmitter<FileSourceEvents> implements X509So
       this.warn('expiring', svid, `X509-SVID ${svid.id.toString()} (serial ${svid.serialNumber}) expires at ${notAfter.toISOString()} and no newer one arrived in ${this.folder}`);
     }
     const next = this.warnedExpiring !== svid ? warnAt : this.warnedExpired !== svid ? notAfter : undefined;
-    if (next === undefined) return;
     // +1: notAfter is inclusive, "expired" starts just after it.
-    this.expiryTimer = setTimeout(() => this.checkExpiry(), expiryCheckDelay(next.getTime() - now + 1));
-    this.expiryTimer.unref();
+    return next === undefined ? undefined : next.getTime() - now + 1;
   }
 
   private warn(kind: FileSourceWarning['kind'], svid: X509Svid, message: string): void {
@@ -485,17 +245,5 @@ export class FileSource extends EventEmitter<FileSourceEvents> implements X509So
     } catch (err) {
       this.logger.error({ folder: this.folder, error: messageOf(err) }, "filesource: a 'warning' listener threw");
     }
-  }
-
-  private timeoutError(timeoutMs: number): FileSourceError {
-    const last = this.lastError;
-    const why = last === undefined ? 'nothing could be read yet' : `last problem: ${last.message.replace(/^filesource: /, '')}`;
-    return new FileSourceError('timeout', `no valid credentials in ${this.folder} after ${timeoutMs} ms (${why})`, {
-      cause: last,
-    });
-  }
-
-  private closedError(): FileSourceError {
-    return new FileSourceError('closed', `closed before credentials were loaded from ${this.folder}`);
   }
 }

@@ -102,9 +102,13 @@ describe.skipIf(!isRoot)('resource faults', () => {
         // The pod still reads the last good generation, whole.
         const kept = await checkFolder(volume.targetPath, { spiffeId: ID });
         if (kept.serial !== good.serial || (await dataOf(volume)) !== goodData) losses++;
-        // No half-written payload left behind to eat the space further.
-        const payloads = (await readdir(volume.targetPath)).filter((n) => n.startsWith('..') && n !== '..data');
-        expect(payloads).toEqual([goodData]);
+        // No half-written payload left behind to eat the space further. A later rotation (or the
+        // driver's retry) may be mid-attempt right now, so wait for the attempt to be discarded.
+        const payloads = async (): Promise<string[]> => (await readdir(volume.targetPath)).filter((n) => n.startsWith('..') && n !== '..data');
+        await waitFor(async () => JSON.stringify(await payloads()) === JSON.stringify([goodData]), {
+          timeoutMs: 5_000,
+          message: `only the good payload ${goodData} to remain (a failed attempt must be discarded)`,
+        });
 
         await rm(filler);
         // The driver retries on its own (backoff); no new rotation is needed to recover.

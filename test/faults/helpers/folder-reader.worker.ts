@@ -15,7 +15,9 @@ const port = parentPort;
 if (port === null) throw new Error('folder-reader.worker must run in a worker thread');
 const { folder } = workerData as ReaderThreadData;
 let stopping = false;
-port.once('message', () => {
+// `on`, not `once`: the listener keeps the port, and so this thread, alive while a read waits on
+// readSnapshot's unref'd retry timer; with it gone the thread would exit (code 13) mid-read.
+port.on('message', () => {
   stopping = true;
 });
 

@@ -5,8 +5,13 @@
 import { X509Certificate } from 'node:crypto';
 import { DerError, readDer } from './der.js';
 
-/** Throws DerError or Node's parse error; callers add their own context. */
+/** Throws DerError; callers add their own context. */
 export function parseCertificateDer(der: Uint8Array): X509Certificate {
   if (readDer(der).end !== der.length) throw new DerError('trailing data after the certificate');
-  return new X509Certificate(Buffer.from(der.buffer, der.byteOffset, der.byteLength));
+  try {
+    return new X509Certificate(Buffer.from(der.buffer, der.byteOffset, der.byteLength));
+  } catch (err) {
+    // OpenSSL's own text would be a PEM "no start line" (Node tries PEM last), which misleads.
+    throw new DerError('well-formed DER, but not an X.509 certificate', { cause: err });
+  }
 }

@@ -4,8 +4,8 @@
  */
 
 export class DerError extends Error {
-  constructor(message: string) {
-    super(`der: ${message}`);
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(`der: ${message}`, options);
     this.name = 'DerError';
   }
 }

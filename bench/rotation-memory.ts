@@ -12,7 +12,7 @@ import { getHeapSpaceStatistics } from 'node:v8';
 import { authorizeAny, createClientTlsOptions, createHttpsServer, FileSource, type X509Material } from '@spire-csi/sdk';
 import type { MintedSvid } from '../test/helpers/test-ca.js';
 import { onAbort } from './lib/abort.js';
-import { countObjects, topGrowth, type HeapCounts } from './lib/heap-count.js';
+import { countObjects, parkByName, restoreByName, topGrowth, type HeapCounts } from './lib/heap-count.js';
 import { collect, MiB, printTargets, round, summarize, table, toMiB, writeResult, type Target } from './lib/report.js';
 import { folderFiles, mintPki, sameSerial, servedSerial, staticSource, TimedFolderWriter } from './lib/sdk-material.js';
 
@@ -71,6 +71,7 @@ async function main(): Promise<void> {
   const root = await mkdtemp(join(tmpdir(), 'spire-csi-bench-mem-'));
   onAbort(() => rm(root, { recursive: true, force: true }));
   const folder = join(root, 'creds');
+  const baselineFile = join(root, 'baseline-heap-counts.json');
   const writer = new TimedFolderWriter(folder);
   await writer.write(folderFiles(svids[0]!, pki.ca.rootPem));
 
@@ -79,7 +80,6 @@ async function main(): Promise<void> {
   const server = createHttpsServer(source, authorizeAny(), {}, (_req, res) => res.end('ok'));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as { port: number }).port;
-  const probe = createClientTlsOptions(staticSource(pki.client, pki.ca.rootPem), authorizeAny());
 
   let waiting: { serial: string; resolve: () => void } | undefined;
   source.on('update', (m: X509Material) => {
@@ -114,14 +114,17 @@ async function main(): Promise<void> {
       reload.push(performance.now() - at);
       waiting = undefined;
       if (i === BASELINE_AT || i % SAMPLE_EVERY === 0) {
+        // A fresh client each time: a client remembers the server chains it verified (bounded,
+        // per trust bundle), and those would be the instrument's memory, not the server's.
+        const probe = createClientTlsOptions(staticSource(pki.client, pki.ca.rootPem), authorizeAny());
         if (!sameSerial(await servedSerial(port, probe), serial)) probeMismatches++;
-        // The baseline counts stay alive until the end (a few MiB: one entry per V8 type:name), so
-        // they are taken before the baseline sample: every sample then holds them alike, and the
-        // growth measured is the SDK's, not this bench's own bookkeeping.
-        if (i === BASELINE_AT) countsAtBaseline = await countObjects(TRACKED);
+        // The baseline's per-type table waits on disk: in memory it would be a few MiB of this
+        // bench's own bookkeeping inside every later sample.
+        if (i === BASELINE_AT) countsAtBaseline = await parkByName(await countObjects(TRACKED), baselineFile);
         const s = await sample(i);
         if (i === BASELINE_AT) baseline = s;
         if (i === ROTATIONS) countsAtEnd = await countObjects(TRACKED);
+        if (i === ROTATIONS && countsAtBaseline !== undefined) countsAtBaseline = await restoreByName(countsAtBaseline, baselineFile);
         samples.push(s);
         console.log(`${i} rotations: heapUsed ${s.heapUsedMiB} MiB (data ${s.dataMiB}, code ${s.codeMiB}), rss ${s.rssMiB} MiB (${round((performance.now() - started) / 1000, 1)} s)`);
       }

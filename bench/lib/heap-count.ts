@@ -3,6 +3,7 @@
  * also move with JIT code and its metadata; counting the objects a leak would consist of
  * (SVIDs, bundles, certificates, secure contexts, timers, watchers) separates the two.
  */
+import { readFile, writeFile } from 'node:fs/promises';
 import { getHeapSnapshot } from 'node:v8';
 
 interface Snapshot {
@@ -63,4 +64,18 @@ export async function countObjects(names: readonly string[]): Promise<HeapCounts
     if (wanted.has(name)) objects[name]!++;
   }
   return { objects, codeBytes, totalBytes, byName };
+}
+
+/**
+ * Moves `byName` out to `file`: a baseline kept for a later diff would otherwise hold a Map entry
+ * per V8 type:name (a few MiB) in the very heap being measured. restoreByName brings it back.
+ */
+export async function parkByName(counts: HeapCounts, file: string): Promise<HeapCounts> {
+  await writeFile(file, JSON.stringify([...counts.byName]));
+  return { ...counts, byName: new Map() };
+}
+
+export async function restoreByName(counts: HeapCounts, file: string): Promise<HeapCounts> {
+  const entries = JSON.parse(await readFile(file, 'utf8')) as [string, { count: number; bytes: number }][];
+  return { ...counts, byName: new Map(entries) };
 }

@@ -97,6 +97,22 @@ describe('X509SvidVerificationCache', () => {
     expect(cache.stats.hits).toBe(1);
   });
 
+  it('drops chains past their validity when it remembers a new one, so rotated-away peers do not pile up', async () => {
+    const cache = new X509SvidVerificationCache();
+    const shortLived = await ca.mint('spiffe://a.org/rotated', { notBefore: new Date(Date.now() - HOUR), notAfter: new Date(Date.now() + 60_000) });
+    cache.verify(certs(shortLived.chainDer), bundles);
+    cache.verify(certs(leaf.chainDer), bundles);
+    // chain key + leaf key for each
+    expect(cache.sizeFor(bundles)).toBe(4);
+    const later = new Date(Date.now() + 10 * 60_000);
+    const fresh = await ca.mint('spiffe://a.org/new', { notBefore: new Date(Date.now() - HOUR), notAfter: new Date(Date.now() + HOUR) });
+    cache.verify(certs(fresh.chainDer), bundles, { now: later });
+    // The short-lived chain (expired at `later`) is gone; the valid one and the new one remain.
+    expect(cache.sizeFor(bundles)).toBe(4);
+    cache.verify(certs(leaf.chainDer), bundles, { now: later });
+    expect(cache.stats.hits).toBe(1);
+  });
+
   it('failures are never cached', () => {
     const cache = new X509SvidVerificationCache();
     const untrusted = new X509BundleSet([new X509Bundle(A, [other.rootCert])]);

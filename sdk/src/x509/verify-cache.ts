@@ -12,6 +12,7 @@
  *   when it is collected;
  * - time: every hit re-checks the clock against the validity of every certificate on the verified
  *   path; outside it the entry is dropped and the chain verified afresh, which reports why.
+ *   Every miss also drops the entries already past their validity.
  *
  * Failures are never cached (a rejected peer pays the full check each time, and its error message
  * stays exact), and the Authorizer is not part of this: callers run it on every connection.
@@ -86,6 +87,15 @@ function entryOf(verified: VerifiedSvid): Entry {
   return { id: verified.id, chain: Object.freeze([...verified.chain]), validFrom, validUntil };
 }
 
+/**
+ * Peers rotate their SVIDs (SPIRE at half-life), so without this a long-lived process would keep
+ * every superseded chain it ever verified until the size bound pushed it out. Past its validity an
+ * entry can never be a hit again.
+ */
+function dropExpired(entries: Map<string, Entry>, now: number): void {
+  for (const [key, entry] of entries) if (now > entry.validUntil) entries.delete(key);
+}
+
 export class X509SvidVerificationCache {
   readonly maxEntries: number;
   private readonly scopes = new WeakMap<object, Map<string, Entry>>();
@@ -154,6 +164,8 @@ export class X509SvidVerificationCache {
       this.scopes.set(scope, entries);
     }
     const entry = entryOf(verified);
+    // A miss already paid for a full verification; a pass over the entries is small next to it.
+    dropExpired(entries, options.now?.getTime() ?? Date.now());
     this.remember(entries, key, entry);
     // leaf + authority: nothing else the peer presents can change the outcome (see the header).
     if (verified.chain.length === 2) this.remember(entries, LEAF_KEY + verified.chain[0]!.fingerprint256, entry);

@@ -1,8 +1,10 @@
 /**
  * Full mTLS handshakes per second: the SDK server (createTlsServer over a StaticSource) against a
- * plain node:tls server with the same certificate, key and CA and the same client. Both servers run
- * in one child process, so they share everything but the SDK layer; the client alternates between
- * them in short rounds (ABBA order) so drift in machine load falls on both alike.
+ * plain node:tls server with the same certificate, key and CA and the same client. Each server runs
+ * in its own child process, started the same way: work a handshake leaves for later (garbage
+ * collection, native frees) is then charged to the server that caused it, which one shared process
+ * charged to whichever round it happened in. The client alternates between them in short rounds
+ * (ABBA order) so drift in machine load falls on both alike.
  *
  * Each handshake ends with the server writing one byte from its connection handler, so the SDK
  * server's post-handshake SPIFFE verification is inside the measured cycle.
@@ -20,7 +22,7 @@ import { median, printTargets, round, summarize, table, writeResult } from './li
 import { mintPki, staticSource } from './lib/sdk-material.js';
 
 const ROUND_MS = Number(process.env.BENCH_HANDSHAKE_ROUND_MS ?? 2000);
-const PAIRS = Number(process.env.BENCH_HANDSHAKE_PAIRS ?? 6);
+const PAIRS = Number(process.env.BENCH_HANDSHAKE_PAIRS ?? 10);
 const CONCURRENCY = 16;
 
 interface ServeRequest {
@@ -29,8 +31,10 @@ interface ServeRequest {
   readonly rootPem: string;
 }
 
-/** Child side: both servers, same material. */
-function serve(): void {
+type ServerKind = 'sdk' | 'plain';
+
+/** Child side: one server (which one is the argument after --serve), the material from the parent. */
+function serve(kind: ServerKind): void {
   process.on('message', (message: { type?: string }) => {
     if (message.type !== 'cpu?') return;
     const { user, system } = process.cpuUsage();
@@ -41,27 +45,22 @@ function serve(): void {
     const answer = (socket: tls.TLSSocket): void => {
       socket.end('x');
     };
-    const sdk = createTlsServer(source, authorizeAny(), {}, answer);
-    const plain = tls.createServer(
-      {
-        cert: message.chainPem,
-        key: message.keyPem,
-        ca: [message.rootPem],
-        requestCert: true,
-        rejectUnauthorized: true,
-        minVersion: DEFAULT_MIN_VERSION,
-      },
-      answer,
-    );
-    for (const server of [sdk, plain]) server.on('tlsClientError', () => undefined);
-    let listening = 0;
-    const ports: Record<string, number> = {};
-    for (const [name, server] of [['sdk', sdk], ['plain', plain]] as const) {
-      server.listen(0, '127.0.0.1', () => {
-        ports[name] = (server.address() as { port: number }).port;
-        if (++listening === 2) process.send?.({ ports });
-      });
-    }
+    const server =
+      kind === 'sdk'
+        ? createTlsServer(source, authorizeAny(), {}, answer)
+        : tls.createServer(
+            {
+              cert: message.chainPem,
+              key: message.keyPem,
+              ca: [message.rootPem],
+              requestCert: true,
+              rejectUnauthorized: true,
+              minVersion: DEFAULT_MIN_VERSION,
+            },
+            answer,
+          );
+    server.on('tlsClientError', () => undefined);
+    server.listen(0, '127.0.0.1', () => process.send?.({ port: (server.address() as { port: number }).port }));
     process.on('disconnect', () => process.exit(0));
   });
 }
@@ -115,17 +114,26 @@ async function roundAgainst(options: SpiffeClientTlsOptions, port: number, ms: n
 
 async function main(): Promise<void> {
   const pki = await mintPki();
-  // BENCH_CPU_PROF=<dir> profiles the server process (written when it exits after the run).
+  // BENCH_CPU_PROF=<dir> profiles the server processes (written when they exit after the run).
   const profDir = process.env.BENCH_CPU_PROF;
   const execArgv = profDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profDir];
-  const child: ChildProcess = fork(process.argv[1]!, ['--serve'], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  onAbort(async () => void child.kill('SIGKILL'));
+  const children = {} as Record<ServerKind, ChildProcess>;
+  for (const kind of ['sdk', 'plain'] as const) {
+    children[kind] = fork(process.argv[1]!, ['--serve', kind], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  }
+  onAbort(async () => {
+    for (const child of Object.values(children)) child.kill('SIGKILL');
+  });
   try {
-    const ports = await new Promise<{ sdk: number; plain: number }>((resolve, reject) => {
-      child.once('message', (m: { ports: { sdk: number; plain: number } }) => resolve(m.ports));
-      child.once('exit', (code) => reject(new Error(`server process exited with ${code}`)));
-      child.send({ chainPem: pki.server.chainPem, keyPem: pki.server.keyPem, rootPem: pki.ca.rootPem } satisfies ServeRequest);
-    });
+    const ports = {} as Record<ServerKind, number>;
+    for (const kind of ['sdk', 'plain'] as const) {
+      const child = children[kind];
+      ports[kind] = await new Promise<number>((resolve, reject) => {
+        child.once('message', (m: { port: number }) => resolve(m.port));
+        child.once('exit', (code) => reject(new Error(`${kind} server process exited with ${code}`)));
+        child.send({ chainPem: pki.server.chainPem, keyPem: pki.server.keyPem, rootPem: pki.ca.rootPem } satisfies ServeRequest);
+      });
+    }
     const client = createClientTlsOptions(staticSource(pki.client, pki.ca.rootPem), authorizeAny());
 
     // Warm-up: JIT, OpenSSL caches, both code paths.
@@ -143,9 +151,9 @@ async function main(): Promise<void> {
       const got: Partial<Record<'sdk' | 'plain', number>> = {};
       const cpu: Partial<Record<'sdk' | 'plain', number>> = {};
       for (const which of order) {
-        const cpu0 = await serverCpu(child);
+        const cpu0 = await serverCpu(children[which]);
         const r = await roundAgainst(client, ports[which], ROUND_MS);
-        const cpuUs = (await serverCpu(child)) - cpu0;
+        const cpuUs = (await serverCpu(children[which])) - cpu0;
         rates[which].push(r.perSecond);
         latencies[which].push(...r.latencies);
         errors += r.errors;
@@ -199,14 +207,19 @@ async function main(): Promise<void> {
     writeResult('handshake', result, targets);
   } finally {
     // A clean exit (on disconnect) lets --cpu-prof write its profile; SIGKILL only if it hangs.
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    if (child.connected) child.disconnect();
-    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
-    child.kill('SIGKILL');
+    await Promise.all(
+      Object.values(children).map(async (child) => {
+        const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+        if (child.connected) child.disconnect();
+        await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
+        child.kill('SIGKILL');
+      }),
+    );
   }
 }
 
-if (process.argv.includes('--serve')) serve();
+const serveAt = process.argv.indexOf('--serve');
+if (serveAt >= 0) serve(process.argv[serveAt + 1] === 'sdk' ? 'sdk' : 'plain');
 else
   main().then(
     () => process.exit(0),

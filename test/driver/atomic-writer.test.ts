@@ -180,135 +180,125 @@ describe('AtomicWriter', () => {
     expect(await readFile(join(dir, 'b'), 'utf8')).toBe('gen-60');
     expect((await lstat(join(dir, '..data'))).isSymbolicLink()).toBe(true);
   });
-});
 
-describe('AtomicWriter for a tmpfs (synchronous calls, no fsync, deferred cleanup)', () => {
-  let dir: string;
+  describe('for a tmpfs (synchronous calls, no fsync, deferred cleanup)', () => {
+    it('writes the same layout, modes and content, and never calls fsync', async () => {
+      let syncs = 0;
+      const counting: WriterFs = {
+        ...inlineFs,
+        open: async (path, flags, mode) => {
+          const handle = await inlineFs.open(path, flags, mode);
+          return { ...handle, writeFile: (d) => handle.writeFile(d), chown: (u, g) => handle.chown(u, g), chmod: (m) => handle.chmod(m), close: () => handle.close(), sync: async () => void syncs++ };
+        },
+      };
+      const writer = new AtomicWriter(dir, { fs: counting, durable: false });
+      const first = await writer.write(payload({ 'cert.pem': ['CERT', 0o444], 'key.pem': ['KEY', 0o400] }));
+      const second = await writer.write(payload({ 'cert.pem': ['CERT2', 0o444], 'key.pem': ['KEY2', 0o400] }));
+      expect(second.changed).toBe(true);
+      expect(await readlink(join(dir, '..data'))).toBe(second.dir);
+      expect(await payloadDirs(dir)).toEqual([second.dir]);
+      expect(await readFile(join(dir, 'key.pem'), 'utf8')).toBe('KEY2');
+      expect((await stat(join(dir, 'key.pem'))).mode & 0o7777).toBe(0o400);
+      expect(first.dir).not.toBe(second.dir);
+      expect(syncs).toBe(0);
+    });
 
-  beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'atomic-writer-inline-'));
-  });
+    it('reports failures of synchronous calls as rejections with context, leaving the current content', async () => {
+      const writer = new AtomicWriter(dir, { fs: inlineFs, durable: false });
+      const first = await writer.write(payload({ a: ['old', 0o444] }));
+      const broken: WriterFs = {
+        ...inlineFs,
+        symlink: async () => {
+          throw Object.assign(new Error('injected symlink failure'), { code: 'EIO' });
+        },
+      };
+      await expect(new AtomicWriter(dir, { fs: broken, durable: false }).write(payload({ a: ['new', 0o444] }))).rejects.toThrow(
+        /^atomic-writer: .*injected/,
+      );
+      expect(await readlink(join(dir, '..data'))).toBe(first.dir);
+      expect(await payloadDirs(dir)).toEqual([first.dir]);
+    });
 
-  afterEach(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+    it('hands the removal of the replaced payload dir to deferCleanup; the next write removes any leftover', async () => {
+      const tasks: (() => Promise<void>)[] = [];
+      const writer = new AtomicWriter(dir, { fs: inlineFs, durable: false, deferCleanup: (task) => tasks.push(task) });
+      const first = await writer.write(payload({ a: ['1', 0o444] }));
+      const second = await writer.write(payload({ a: ['2', 0o444] }));
+      expect((await payloadDirs(dir)).sort()).toEqual([first.dir, second.dir].sort());
+      expect(await readFile(join(dir, 'a'), 'utf8')).toBe('2');
+      await tasks.shift()!();
+      expect(await payloadDirs(dir)).toEqual([second.dir]);
+      // A task that never runs (crash, shutdown): the next write's task covers that dir too.
+      const third = await writer.write(payload({ a: ['3', 0o444] }));
+      tasks.splice(0);
+      const fourth = await writer.write(payload({ a: ['4', 0o444] }));
+      expect((await payloadDirs(dir)).sort()).toEqual([second.dir, third.dir, fourth.dir].sort());
+      await Promise.all(tasks.splice(0).map((task) => task()));
+      expect(await payloadDirs(dir)).toEqual([fourth.dir]);
+    });
 
-  it('writes the same layout, modes and content, and never calls fsync', async () => {
-    let syncs = 0;
-    const counting: WriterFs = {
-      ...inlineFs,
-      open: async (path, flags, mode) => {
-        const handle = await inlineFs.open(path, flags, mode);
-        return { ...handle, writeFile: (d) => handle.writeFile(d), chown: (u, g) => handle.chown(u, g), chmod: (m) => handle.chmod(m), close: () => handle.close(), sync: async () => void syncs++ };
-      },
-    };
-    const writer = new AtomicWriter(dir, { fs: counting, durable: false });
-    const first = await writer.write(payload({ 'cert.pem': ['CERT', 0o444], 'key.pem': ['KEY', 0o400] }));
-    const second = await writer.write(payload({ 'cert.pem': ['CERT2', 0o444], 'key.pem': ['KEY2', 0o400] }));
-    expect(second.changed).toBe(true);
-    expect(await readlink(join(dir, '..data'))).toBe(second.dir);
-    expect(await payloadDirs(dir)).toEqual([second.dir]);
-    expect(await readFile(join(dir, 'key.pem'), 'utf8')).toBe('KEY2');
-    expect((await stat(join(dir, 'key.pem'))).mode & 0o7777).toBe(0o400);
-    expect(first.dir).not.toBe(second.dir);
-    expect(syncs).toBe(0);
-  });
+    it('counts a file as unchanged when its sameAs accepts the bytes on disk', async () => {
+      const ignoreStamp = (existing: Buffer, wanted: Buffer): boolean =>
+        existing.toString().replace(/@\d+/, '') === wanted.toString().replace(/@\d+/, '');
+      const file = (data: string): Payload => new Map([['facts', { data, mode: 0o444, sameAs: ignoreStamp }], ['cert', { data: 'C', mode: 0o444 }]]);
+      const first = await new AtomicWriter(dir, { fs: inlineFs, durable: false }).write(file('serial=1@100'));
+      // A new writer (a restarted driver) with only the stamp changed: nothing is rewritten.
+      const same = await new AtomicWriter(dir, { fs: inlineFs, durable: false }).write(file('serial=1@200'));
+      expect(same).toEqual({ changed: false, dir: first.dir });
+      expect(await readFile(join(dir, 'facts'), 'utf8')).toBe('serial=1@100');
+      const changed = await new AtomicWriter(dir, { fs: inlineFs, durable: false }).write(file('serial=2@300'));
+      expect(changed.changed).toBe(true);
+    });
 
-  it('reports failures of synchronous calls as rejections with context, leaving the current content', async () => {
-    const writer = new AtomicWriter(dir, { fs: inlineFs, durable: false });
-    const first = await writer.write(payload({ a: ['old', 0o444] }));
-    const broken: WriterFs = {
-      ...inlineFs,
-      symlink: async () => {
-        throw Object.assign(new Error('injected symlink failure'), { code: 'EIO' });
-      },
-    };
-    await expect(new AtomicWriter(dir, { fs: broken, durable: false }).write(payload({ a: ['new', 0o444] }))).rejects.toThrow(
-      /^atomic-writer: .*injected/,
-    );
-    expect(await readlink(join(dir, '..data'))).toBe(first.dir);
-    expect(await payloadDirs(dir)).toEqual([first.dir]);
-  });
+    it('still detects identical content on disk after writing something else in between', async () => {
+      const writer = new AtomicWriter(dir, { fs: inlineFs, durable: false });
+      await writer.write(payload({ a: ['1', 0o444] }));
+      const second = await writer.write(payload({ a: ['2', 0o444] }));
+      // Same as the last write: compared on disk, nothing rewritten.
+      expect(await writer.write(payload({ a: ['2', 0o444] }))).toEqual({ changed: false, dir: second.dir });
+    });
 
-  it('hands the removal of the replaced payload dir to deferCleanup; the next write removes any leftover', async () => {
-    const tasks: (() => Promise<void>)[] = [];
-    const writer = new AtomicWriter(dir, { fs: inlineFs, durable: false, deferCleanup: (task) => tasks.push(task) });
-    const first = await writer.write(payload({ a: ['1', 0o444] }));
-    const second = await writer.write(payload({ a: ['2', 0o444] }));
-    expect((await payloadDirs(dir)).sort()).toEqual([first.dir, second.dir].sort());
-    expect(await readFile(join(dir, 'a'), 'utf8')).toBe('2');
-    await tasks.shift()!();
-    expect(await payloadDirs(dir)).toEqual([second.dir]);
-    // A task that never runs (crash, shutdown): the next write's task covers that dir too.
-    const third = await writer.write(payload({ a: ['3', 0o444] }));
-    tasks.splice(0);
-    const fourth = await writer.write(payload({ a: ['4', 0o444] }));
-    expect((await payloadDirs(dir)).sort()).toEqual([second.dir, third.dir, fourth.dir].sort());
-    await Promise.all(tasks.splice(0).map((task) => task()));
-    expect(await payloadDirs(dir)).toEqual([fourth.dir]);
-  });
+    it('repairs a retargeted link when a new writer (a restarted driver) first writes', async () => {
+      await new AtomicWriter(dir, { fs: inlineFs, durable: false }).write(payload({ a: ['1', 0o444] }));
+      await unlink(join(dir, 'a'));
+      await symlink('/etc/hostname', join(dir, 'a'));
+      await new AtomicWriter(dir, { fs: inlineFs, durable: false }).write(payload({ a: ['1', 0o444] }));
+      expect(await readlink(join(dir, 'a'))).toBe('..data/a');
+    });
 
-  it('counts a file as unchanged when its sameAs accepts the bytes on disk', async () => {
-    const ignoreStamp = (existing: Buffer, wanted: Buffer): boolean =>
-      existing.toString().replace(/@\d+/, '') === wanted.toString().replace(/@\d+/, '');
-    const file = (data: string): Payload => new Map([['facts', { data, mode: 0o444, sameAs: ignoreStamp }], ['cert', { data: 'C', mode: 0o444 }]]);
-    const first = await new AtomicWriter(dir, { fs: inlineFs, durable: false }).write(file('serial=1@100'));
-    // A new writer (a restarted driver) with only the stamp changed: nothing is rewritten.
-    const same = await new AtomicWriter(dir, { fs: inlineFs, durable: false }).write(file('serial=1@200'));
-    expect(same).toEqual({ changed: false, dir: first.dir });
-    expect(await readFile(join(dir, 'facts'), 'utf8')).toBe('serial=1@100');
-    const changed = await new AtomicWriter(dir, { fs: inlineFs, durable: false }).write(file('serial=2@300'));
-    expect(changed.changed).toBe(true);
-  });
-
-  it('still detects identical content on disk after writing something else in between', async () => {
-    const writer = new AtomicWriter(dir, { fs: inlineFs, durable: false });
-    await writer.write(payload({ a: ['1', 0o444] }));
-    const second = await writer.write(payload({ a: ['2', 0o444] }));
-    // Same as the last write: compared on disk, nothing rewritten.
-    expect(await writer.write(payload({ a: ['2', 0o444] }))).toEqual({ changed: false, dir: second.dir });
-  });
-
-  it('repairs a retargeted link when a new writer (a restarted driver) first writes', async () => {
-    await new AtomicWriter(dir, { fs: inlineFs, durable: false }).write(payload({ a: ['1', 0o444] }));
-    await unlink(join(dir, 'a'));
-    await symlink('/etc/hostname', join(dir, 'a'));
-    await new AtomicWriter(dir, { fs: inlineFs, durable: false }).write(payload({ a: ['1', 0o444] }));
-    expect(await readlink(join(dir, 'a'))).toBe('..data/a');
-  });
-
-  it('never lets a reader that resolves ..data once see files of two generations', async () => {
-    const tasks: (() => Promise<void>)[] = [];
-    const writer = new AtomicWriter(dir, { fs: inlineFs, durable: false, deferCleanup: (task) => tasks.push(task) });
-    await writer.write(payload({ a: ['gen-0', 0o444], b: ['gen-0', 0o444] }));
-    let done = false;
-    const mismatches: string[] = [];
-    let consistentReads = 0;
-    const reader = async (): Promise<void> => {
-      while (!done) {
-        try {
-          const current = await readlink(join(dir, '..data'));
-          const [a, b] = await Promise.all([readFile(join(dir, current, 'a'), 'utf8'), readFile(join(dir, current, 'b'), 'utf8')]);
-          if (a !== b) mismatches.push(`${a} vs ${b}`);
-          else consistentReads++;
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    it('never lets a reader that resolves ..data once see files of two generations', async () => {
+      const tasks: (() => Promise<void>)[] = [];
+      const writer = new AtomicWriter(dir, { fs: inlineFs, durable: false, deferCleanup: (task) => tasks.push(task) });
+      await writer.write(payload({ a: ['gen-0', 0o444], b: ['gen-0', 0o444] }));
+      let done = false;
+      const mismatches: string[] = [];
+      let consistentReads = 0;
+      const reader = async (): Promise<void> => {
+        while (!done) {
+          try {
+            const current = await readlink(join(dir, '..data'));
+            const [a, b] = await Promise.all([readFile(join(dir, current, 'a'), 'utf8'), readFile(join(dir, current, 'b'), 'utf8')]);
+            if (a !== b) mismatches.push(`${a} vs ${b}`);
+            else consistentReads++;
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+          }
+          // The writer's calls are synchronous: yield to it between reads.
+          await new Promise((resolve) => setImmediate(resolve));
         }
-        // The writer's calls are synchronous: yield to it between reads.
+      };
+      const readers = [reader(), reader()];
+      for (let gen = 1; gen <= 60; gen++) {
+        await writer.write(payload({ a: [`gen-${gen}`, 0o444], b: [`gen-${gen}`, 0o444] }));
         await new Promise((resolve) => setImmediate(resolve));
+        if (gen % 3 === 0) await Promise.all(tasks.splice(0).map((task) => task()));
       }
-    };
-    const readers = [reader(), reader()];
-    for (let gen = 1; gen <= 60; gen++) {
-      await writer.write(payload({ a: [`gen-${gen}`, 0o444], b: [`gen-${gen}`, 0o444] }));
-      await new Promise((resolve) => setImmediate(resolve));
-      if (gen % 3 === 0) await Promise.all(tasks.splice(0).map((task) => task()));
-    }
-    done = true;
-    await Promise.all(readers);
-    await Promise.all(tasks.splice(0).map((task) => task()));
-    expect(mismatches).toEqual([]);
-    expect(consistentReads).toBeGreaterThan(0);
-    expect((await payloadDirs(dir)).length).toBe(1);
+      done = true;
+      await Promise.all(readers);
+      await Promise.all(tasks.splice(0).map((task) => task()));
+      expect(mismatches).toEqual([]);
+      expect(consistentReads).toBeGreaterThan(0);
+      expect((await payloadDirs(dir)).length).toBe(1);
+    });
   });
 });

@@ -28,8 +28,10 @@ function bundleReader(): Promise<string> {
       platform: 'node',
       format: 'esm',
       target: 'node20',
-      alias: { '@spire-csi/sdk': `${repoRoot}sdk/src/index.ts` },
-      external: ['chokidar', 'undici', 'jose'],
+      // As bench/run.mjs bundles: the root tsconfig maps @spire-csi/sdk to its sources, and every
+      // installed package stays an import, resolved from the bundle's place in the repository.
+      packages: 'external',
+      tsconfig: `${repoRoot}tsconfig.json`,
       logLevel: 'silent',
     });
     return outfile;

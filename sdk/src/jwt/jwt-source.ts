@@ -13,7 +13,7 @@
 import { EventEmitter } from 'node:events';
 import { silentLogger, type Logger } from '../logger.js';
 import { FileSourceError } from '../source/errors.js';
-import { CredentialFolderReloader, type CredentialFolderWording } from '../source/folder-reloader.js';
+import { CredentialFolderReloader, type CredentialFolderWording, type FolderReloadOptions } from '../source/folder-reloader.js';
 import { locateCredentialFolder, type Environment } from '../source/locate.js';
 import type { TrustDomain } from '../spiffe-id/trust-domain.js';
 import { JwtSourceError, messageOf } from './errors.js';
@@ -22,7 +22,7 @@ import type { JwtBundleSet } from './jwt-bundle-set.js';
 import { checkTokenFileName, parseJwtFiles, selectJwtFiles, type JwtMaterial, type ParsedJwtFiles } from './jwt-files.js';
 import type { JwtSvidToken } from './jwt-svid.js';
 
-export interface JwtSourceOptions {
+export interface JwtSourceOptions extends FolderReloadOptions {
   /** Name of the token file in the folder. Default `jwt-svid.token` (the driver's default). */
   readonly tokenFile?: string;
   /**
@@ -34,21 +34,9 @@ export interface JwtSourceOptions {
   readonly env?: Environment;
   /** Quiet period after a filesystem event before re-reading. Default 50 ms. */
   readonly debounceMs?: number;
-  /** Re-read this often even without events. Default 30 s; 0 disables it while the material is good. */
-  readonly recheckIntervalMs?: number;
-  /** Watch the folder for changes. Default true. */
-  readonly watch?: boolean;
-  /** Poll instead of inotify (NFS, some FUSE/overlay setups). */
-  readonly usePolling?: boolean;
-  /** Poll interval with usePolling. Default 1000 ms. */
-  readonly pollIntervalMs?: number;
   /** The clock used for token expiry. */
   readonly now?: () => Date;
   readonly logger?: Logger;
-  /** Reads per refresh before giving up on a folder that keeps changing. Default 10. */
-  readonly maxReadAttempts?: number;
-  /** Pause before re-reading plain files that were mid-update. Default 20 ms. */
-  readonly readRetryDelayMs?: number;
 }
 
 export interface JwtSourceEvents {

@@ -21,11 +21,11 @@ import type { X509Svid } from '../x509/svid.js';
 import { parseCredentialFiles, resolveSplitFileNames, checkLayout, selectCredentialFiles, type CredentialFilesOptions, type ParsedCredentials } from './credential-files.js';
 import { FileSourceError, messageOf } from './errors.js';
 import { expiryWarningFor } from './expiry.js';
-import { CredentialFolderReloader, checkDuration, type CredentialFolderWording } from './folder-reloader.js';
+import { CredentialFolderReloader, checkDuration, type CredentialFolderWording, type FolderReloadOptions } from './folder-reloader.js';
 import { locateCredentialFolder, type Environment } from './locate.js';
 import type { X509Material, X509Source } from './x509-source.js';
 
-export interface FileSourceOptions extends CredentialFilesOptions {
+export interface FileSourceOptions extends CredentialFilesOptions, FolderReloadOptions {
   /** Where SPIFFE_CREDENTIAL_FOLDER is looked up when no folder is given. Default process.env. */
   readonly env?: Environment;
   /**
@@ -34,18 +34,6 @@ export interface FileSourceOptions extends CredentialFilesOptions {
    */
   readonly debounceMs?: number;
   /**
-   * Re-read this often even without events (missed inotify events, folders replaced in ways a
-   * watch cannot follow). Default 30 s. 0 disables it while the current credentials are good;
-   * failed reads are still retried after 1 s, 2 s, 4 s, then every 5 s (at most this interval).
-   */
-  readonly recheckIntervalMs?: number;
-  /** Watch the folder for changes. Default true; false relies on the periodic re-check alone. */
-  readonly watch?: boolean;
-  /** Poll the filesystem instead of using inotify (NFS, some FUSE/overlay setups). */
-  readonly usePolling?: boolean;
-  /** Poll interval with usePolling. Default 1000 ms. */
-  readonly pollIntervalMs?: number;
-  /**
    * Emit 'warning' when the current SVID is this close to notAfter and no newer one arrived.
    * Default: one third of the SVID's lifetime (SPIRE rotates at one half, so the rotation is late).
    */
@@ -53,10 +41,6 @@ export interface FileSourceOptions extends CredentialFilesOptions {
   /** The clock used for validity and expiry checks. */
   readonly now?: () => Date;
   readonly logger?: Logger;
-  /** Reads per refresh before giving up on a folder that keeps changing. Default 10. */
-  readonly maxReadAttempts?: number;
-  /** Pause before re-reading plain files that were mid-update. Default 20 ms. */
-  readonly readRetryDelayMs?: number;
 }
 
 export interface FileSourceWarning {

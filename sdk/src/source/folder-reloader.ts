@@ -23,13 +23,17 @@ import { readSnapshot, type FolderSnapshot } from './snapshot.js';
 
 /** The reload options FileSource and JwtSource both take, under the same names and defaults. */
 export interface FolderReloadOptions {
-  /** Quiet period after a filesystem event before re-reading. Default: the delegate's. */
+  /** Quiet period after a filesystem event before re-reading. Default: the source's. */
   readonly debounceMs?: number;
-  /** Re-read this often even without events. Default 30 s; 0 disables it while the material is good. */
+  /**
+   * Re-read this often even without events (missed inotify events, folders replaced in ways a
+   * watch cannot follow). Default 30 s. 0 disables it while the current material is good; failed
+   * reads are still retried after 1 s, 2 s, 4 s, then every 5 s (at most this interval).
+   */
   readonly recheckIntervalMs?: number;
-  /** Watch the folder for changes. Default true. */
+  /** Watch the folder for changes. Default true; false relies on the periodic re-check alone. */
   readonly watch?: boolean;
-  /** Poll instead of inotify. */
+  /** Poll the filesystem instead of using inotify (NFS, some FUSE/overlay setups). */
   readonly usePolling?: boolean;
   /** Poll interval with usePolling. Default 1000 ms. */
   readonly pollIntervalMs?: number;

@@ -3,6 +3,7 @@ export { StaticSource } from './static-source.js';
 export type { StaticSourceEvents } from './static-source.js';
 export { FileSource, DEFAULT_READY_TIMEOUT_MS } from './file-source.js';
 export type { FileSourceOptions, FileSourceWarning, FileSourceEvents } from './file-source.js';
+export type { FolderReloadOptions } from './folder-reloader.js';
 export { FileSourceError } from './errors.js';
 export type { FileSourceErrorKind } from './errors.js';
 export { locateCredentialFolder, CREDENTIAL_FOLDER_ENV } from './locate.js';

@@ -3,10 +3,11 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   resolve: {
-    alias: {
-      // Tests exercise the SDK sources directly; the built package is checked by the build step.
-      '@spire-csi/sdk': fileURLToPath(new URL('./sdk/src/index.ts', import.meta.url)),
-    },
+    // Tests exercise the SDK sources directly; the built package is checked by the build step.
+    alias: [
+      { find: /^@spire-csi\/sdk$/, replacement: fileURLToPath(new URL('./sdk/src/index.ts', import.meta.url)) },
+      { find: /^@spire-csi\/sdk\/([a-z-]+)$/, replacement: fileURLToPath(new URL('./sdk/src/$1/index.ts', import.meta.url)) },
+    ],
   },
   test: {
     include: ['test/**/*.test.ts'],

@@ -1,7 +1,8 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: ['src/index.ts'],
+  // One entry per public subpath (package.json `exports`).
+  entry: ['src/index.ts', 'src/clock/index.ts', 'src/layout/index.ts'],
   format: ['esm', 'cjs'],
   dts: true,
   sourcemap: true,

@@ -1,0 +1,18 @@
+export {
+  DATA_LINK,
+  DATA_TMP_LINK,
+  PAYLOAD_DIR_PATTERN,
+  CREDENTIAL_BUNDLE_FILE,
+  CREDENTIAL_BUNDLE_FILES,
+  TRUST_BUNDLE_SUFFIX,
+  JWT_BUNDLE_SUFFIX,
+  IDENTITY_FILE,
+  DEFAULT_SPLIT_FILES,
+  DEFAULT_JWT_SVID_FILE,
+  RESERVED_FILE_NAMES,
+  RESERVED_FILE_SUFFIXES,
+  trustBundleFileName,
+  jwtBundleFileName,
+  isLayoutEntry,
+} from './layout.js';
+export type { SplitFileNames } from './layout.js';

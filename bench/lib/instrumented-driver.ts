@@ -10,16 +10,16 @@ import type { NodePublishVolumeRequest, NodeUnpublishVolumeRequest } from '../..
 import { IdentityService } from '../../driver/src/csi/identity-service.js';
 import { NodeService, type CsiNode } from '../../driver/src/csi/node-service.js';
 import { startCsiServer, type CsiServer } from '../../driver/src/csi/server.js';
-import type { VolumePublisher } from '../../driver/src/csi/volume-publisher.js';
+import type { VolumePublisher } from '../../driver/src/manager/volume-publisher.js';
 import { createLogger } from '../../driver/src/logging.js';
 import { loadProtos } from '../../driver/src/proto/load.js';
-import { DelegatedIdentityClient, type DelegatedIdentityClientOptions } from '../../driver/src/spire/delegated-identity-client.js';
-import type { Selector, Subscription, X509SvidHandlers } from '../../driver/src/spire/identity-provider.js';
-import { AtomicWriter, type Ownership, type Payload, type WriteResult } from '../../driver/src/volume/atomic-writer.js';
-import { LinuxMounter, type Mounter, type TmpfsOptions } from '../../driver/src/volume/mounter.js';
-import { VolumeManager } from '../../driver/src/volume/volume-manager.js';
+import { DelegatedIdentityClient, type DelegatedIdentityClientOptions } from '../../driver/src/identity/delegated/delegated-identity-client.js';
+import type { Selector, Subscription, X509SvidHandlers } from '../../driver/src/identity/identity-backend.js';
+import { AtomicWriter, type Ownership, type Payload, type WriteResult } from '../../driver/src/storage/atomic-writer.js';
+import { LinuxMounter, type Mounter, type TmpfsOptions } from '../../driver/src/mount/mounter.js';
+import { VolumeManager } from '../../driver/src/manager/volume-manager.js';
 import type { VolumeSpec } from '../../driver/src/volume/volume-spec.js';
-import { VolumeStore, type StagedRecord, type VolumeRecord } from '../../driver/src/volume/volume-store.js';
+import { VolumeStore, type StagedRecord, type VolumeRecord } from '../../driver/src/metadata/volume-store.js';
 import type { DriverConfig } from '../../driver/src/config/driver-config.js';
 
 /** Timestamps (performance.now()) of one publish, by mark name. */

@@ -9,11 +9,11 @@ import { DriverMetrics } from './metrics/driver-metrics.js';
 import { startMetricsServer, type MetricsServer } from './metrics/http-server.js';
 import { instrumentNode } from './metrics/instrumented-node.js';
 import { driverReadiness } from './metrics/readiness.js';
-import { DelegatedIdentityClient } from './spire/delegated-identity-client.js';
-import type { IdentityProvider } from './spire/identity-provider.js';
-import { LinuxMounter, type Mounter } from './volume/mounter.js';
-import { VolumeManager } from './volume/volume-manager.js';
-import { VolumeStore } from './volume/volume-store.js';
+import { DelegatedIdentityClient } from './identity/delegated/delegated-identity-client.js';
+import type { IdentityProvider } from './identity/identity-backend.js';
+import { LinuxMounter, type Mounter } from './mount/mounter.js';
+import { VolumeManager } from './manager/volume-manager.js';
+import { VolumeStore } from './metadata/volume-store.js';
 
 export interface DriverDependencies {
   readonly logger: DriverLogger;

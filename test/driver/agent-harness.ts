@@ -13,7 +13,7 @@ import { loadProtos } from '../../driver/src/proto/load.js';
 import type {
   WireSubscribeToX509BundlesResponse,
   WireSubscribeToX509SvidsResponse,
-} from '../../driver/src/spire/wire.js';
+} from '../../driver/src/identity/delegated/wire.js';
 
 export const TD = 'example.org';
 

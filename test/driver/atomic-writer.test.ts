@@ -3,8 +3,8 @@ import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AtomicWriter, AtomicWriterError, type Payload, type WriterFs } from '../../driver/src/volume/atomic-writer.js';
-import { inlineFs } from '../../driver/src/volume/inline-fs.js';
+import { AtomicWriter, AtomicWriterError, type Payload, type WriterFs } from '../../driver/src/storage/atomic-writer.js';
+import { inlineFs } from '../../driver/src/storage/inline-fs.js';
 
 const PAYLOAD_DIR = /^\.\.\d{4}_\d{2}_\d{2}_\d{2}_\d{2}_\d{2}\.[0-9a-f]+$/;
 

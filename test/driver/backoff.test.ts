@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Backoff, BackoffError } from '../../driver/src/spire/backoff.js';
+import { Backoff, BackoffError } from '../../driver/src/retry/backoff.js';
 
 /** A deterministic random source cycling through the given values. */
 function sequence(...values: number[]): () => number {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConcurrencyLimiter } from '../../driver/src/volume/concurrency-limiter.js';
+import { ConcurrencyLimiter } from '../../driver/src/concurrency/concurrency-limiter.js';
 
 /** A task the test finishes by hand. */
 function gate(): { promise: Promise<void>; open: () => void } {

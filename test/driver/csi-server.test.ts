@@ -9,7 +9,7 @@ import { CsiError } from '../../driver/src/csi/errors.js';
 import { IdentityService } from '../../driver/src/csi/identity-service.js';
 import { NodeService } from '../../driver/src/csi/node-service.js';
 import { parseCsiEndpoint, startCsiServer, type CsiServer } from '../../driver/src/csi/server.js';
-import type { VolumePublisher } from '../../driver/src/csi/volume-publisher.js';
+import type { VolumePublisher } from '../../driver/src/manager/volume-publisher.js';
 import { loadProtos } from '../../driver/src/proto/load.js';
 import type { NodePublishVolumeRequest } from '../../driver/src/proto/csi-messages.js';
 import type { VolumeSpec } from '../../driver/src/volume/volume-spec.js';

@@ -1,8 +1,8 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { agentErrorFromStatus, streamEndedError } from '../../driver/src/spire/agent-errors.js';
-import { AgentError } from '../../driver/src/spire/identity-provider.js';
-import { bundleUpdateFromWire, jwtSvidsFromWire, svidUpdateFromWire, trustDomainName, WireError } from '../../driver/src/spire/wire.js';
+import { agentErrorFromStatus, streamEndedError } from '../../driver/src/identity/delegated/agent-errors.js';
+import { AgentError } from '../../driver/src/identity/identity-backend.js';
+import { bundleUpdateFromWire, jwtSvidsFromWire, svidUpdateFromWire, trustDomainName, WireError } from '../../driver/src/identity/delegated/wire.js';
 import { TestCa } from '../helpers/test-ca.js';
 
 describe('wire conversion', () => {

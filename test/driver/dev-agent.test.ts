@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { verifyX509Svid, X509Bundle, X509BundleSet, X509Svid } from '@spire-csi/sdk';
-import type { WireSubscribeToX509BundlesResponse, WireSubscribeToX509SvidsResponse } from '../../driver/src/spire/wire.js';
+import type { WireSubscribeToX509BundlesResponse, WireSubscribeToX509SvidsResponse } from '../../driver/src/identity/delegated/wire.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { k8s, rawClient, record, registrations, startAgent, TD, type AgentFixture, type RawDelegatedIdentity } from './agent-harness.js';
 

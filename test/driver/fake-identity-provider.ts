@@ -9,7 +9,7 @@ import type {
   Subscription,
   X509SvidHandlers,
   X509SvidUpdate,
-} from '../../driver/src/spire/identity-provider.js';
+} from '../../driver/src/identity/identity-backend.js';
 
 export interface FakeStream {
   readonly selectors: readonly Selector[];

@@ -1,10 +1,10 @@
 import { status } from '@grpc/grpc-js';
 import { decodeJwt } from 'jose';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DelegatedIdentityClient } from '../../driver/src/spire/delegated-identity-client.js';
-import { AgentError, type JwtBundleUpdate } from '../../driver/src/spire/identity-provider.js';
-import { JwksError, parseJwks } from '../../driver/src/spire/jwks.js';
-import { jwtBundleUpdateFromWire, jwtSvidsFromWire, WireError } from '../../driver/src/spire/wire.js';
+import { DelegatedIdentityClient } from '../../driver/src/identity/delegated/delegated-identity-client.js';
+import { AgentError, type JwtBundleUpdate } from '../../driver/src/identity/identity-backend.js';
+import { JwksError, parseJwks } from '../../driver/src/identity/jwks.js';
+import { jwtBundleUpdateFromWire, jwtSvidsFromWire, WireError } from '../../driver/src/identity/delegated/wire.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { k8s, registrations, startAgent, type AgentFixture } from './agent-harness.js';
 

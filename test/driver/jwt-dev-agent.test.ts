@@ -6,7 +6,7 @@ import type {
   WireFetchJwtSvidsRequest,
   WireFetchJwtSvidsResponse,
   WireSubscribeToJwtBundlesResponse,
-} from '../../driver/src/spire/wire.js';
+} from '../../driver/src/identity/delegated/wire.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { k8s, rawClient, record, registrations, startAgent, type AgentFixture, type RawDelegatedIdentity } from './agent-harness.js';
 

@@ -3,7 +3,7 @@
  * domain with its JWKS, minting tokens as an agent would send them.
  */
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
-import type { AgentJwtSvid } from '../../driver/src/spire/identity-provider.js';
+import type { AgentJwtSvid } from '../../driver/src/identity/identity-backend.js';
 
 export interface MintJwtOptions {
   readonly audiences?: readonly string[];

@@ -1,10 +1,10 @@
 import { status } from '@grpc/grpc-js';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { AgentError, type AgentJwtSvid, type AgentX509Svid, type BundleUpdate } from '../../driver/src/spire/identity-provider.js';
-import { AgentJwtError, checkAgentJwtSvid, chooseJwtSvid, type CheckedJwtSvid } from '../../driver/src/volume/agent-jwt.js';
-import { JwtRefresher, jwtRefreshDelayMs, type JwtFailure } from '../../driver/src/volume/jwt-refresher.js';
-import { buildPayload, KEY_MODE_GROUP, KEY_MODE_OWNER_ONLY, PayloadError, PUBLIC_MODE } from '../../driver/src/volume/payload.js';
-import type { VolumeJwtState } from '../../driver/src/volume/sink.js';
+import { AgentError, type AgentJwtSvid, type AgentX509Svid, type BundleUpdate } from '../../driver/src/identity/identity-backend.js';
+import { AgentJwtError, checkAgentJwtSvid, chooseJwtSvid, type CheckedJwtSvid } from '../../driver/src/session/agent-jwt.js';
+import { JwtRefresher, jwtRefreshDelayMs, type JwtFailure } from '../../driver/src/session/jwt-refresher.js';
+import { buildPayload, KEY_MODE_GROUP, KEY_MODE_OWNER_ONLY, PayloadError, PUBLIC_MODE } from '../../driver/src/storage/payload.js';
+import type { VolumeJwtState } from '../../driver/src/session/volume-state.js';
 import { DEFAULT_FILES, type VolumeSpec } from '../../driver/src/volume/volume-spec.js';
 import { TestCa } from '../helpers/test-ca.js';
 import { FakeIdentityProvider } from './fake-identity-provider.js';

@@ -22,15 +22,15 @@ describe('LinuxMounter without koffi', () => {
   });
 
   afterEach(async () => {
-    const { parseMountInfo } = await import('../../driver/src/volume/mountinfo.js');
+    const { parseMountInfo } = await import('../../driver/src/mount/mountinfo.js');
     const points = parseMountInfo(await readFile('/proc/self/mountinfo', 'utf8')).filter((entry) => entry.mountPoint.startsWith(`${base}/`));
     for (const entry of points.reverse()) await run('umount', ['-l', entry.mountPoint]).catch(() => undefined);
     await rm(base, { recursive: true, force: true });
   });
 
   it('says why it falls back to the exec path', async () => {
-    const { loadLibc } = await import('../../driver/src/volume/libc.js');
-    const { LinuxMounter } = await import('../../driver/src/volume/mounter.js');
+    const { loadLibc } = await import('../../driver/src/mount/libc.js');
+    const { LinuxMounter } = await import('../../driver/src/mount/mounter.js');
     const load = await loadLibc();
     expect(load.libc).toBeUndefined();
     const backend = await new LinuxMounter().backend();
@@ -40,7 +40,7 @@ describe('LinuxMounter without koffi', () => {
   });
 
   it.skipIf(!isRoot)('still mounts, finds and unmounts tmpfs through mount(8) and umount(8)', async () => {
-    const { LinuxMounter } = await import('../../driver/src/volume/mounter.js');
+    const { LinuxMounter } = await import('../../driver/src/mount/mounter.js');
     const mounter = new LinuxMounter();
     const target = join(base, 'target');
     await mkdir(target);

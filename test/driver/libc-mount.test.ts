@@ -4,10 +4,10 @@ import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { describeErrno, LibcError } from '../../driver/src/volume/libc-errors.js';
-import { loadLibc, UMOUNT_NOFOLLOW } from '../../driver/src/volume/libc.js';
-import { parseMountInfo, scanMountsAt, type MountInfoEntry } from '../../driver/src/volume/mountinfo.js';
-import { LinuxMounter, MountError } from '../../driver/src/volume/mounter.js';
+import { describeErrno, LibcError } from '../../driver/src/mount/libc-errors.js';
+import { loadLibc, UMOUNT_NOFOLLOW } from '../../driver/src/mount/libc.js';
+import { parseMountInfo, scanMountsAt, type MountInfoEntry } from '../../driver/src/mount/mountinfo.js';
+import { LinuxMounter, MountError } from '../../driver/src/mount/mounter.js';
 
 const run = promisify(execFile);
 const isRoot = process.getuid?.() === 0;

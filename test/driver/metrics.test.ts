@@ -16,7 +16,7 @@ import {
 import { instrumentNode } from '../../driver/src/metrics/instrumented-node.js';
 import { driverReadiness } from '../../driver/src/metrics/readiness.js';
 import type { NodePublishVolumeRequest, NodeUnpublishVolumeRequest } from '../../driver/src/proto/csi-messages.js';
-import { VolumeEvents } from '../../driver/src/volume/volume-events.js';
+import { VolumeEvents } from '../../driver/src/manager/volume-events.js';
 
 const NOW = new Date('2030-01-01T00:00:00Z');
 const ADMIN_SOCKET = '/run/spire/admin.sock';

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { parseMountInfo } from '../../driver/src/volume/mountinfo.js';
-import { LinuxMounter, MountError, type LinuxMounterOptions } from '../../driver/src/volume/mounter.js';
+import { parseMountInfo } from '../../driver/src/mount/mountinfo.js';
+import { LinuxMounter, MountError, type LinuxMounterOptions } from '../../driver/src/mount/mounter.js';
 
 const run = promisify(execFile);
 const isRoot = process.getuid?.() === 0;

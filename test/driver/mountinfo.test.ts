@@ -7,8 +7,8 @@ import {
   parseMountInfoLine,
   scanMountsAt,
   unescapeMountField,
-} from '../../driver/src/volume/mountinfo.js';
-import { TMPFS_MOUNT_FLAGS, tmpfsMountData, tmpfsMountOptions } from '../../driver/src/volume/mounter.js';
+} from '../../driver/src/mount/mountinfo.js';
+import { TMPFS_MOUNT_FLAGS, tmpfsMountData, tmpfsMountOptions } from '../../driver/src/mount/mounter.js';
 
 const SAMPLE = [
   '22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw',

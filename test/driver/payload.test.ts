@@ -1,10 +1,10 @@
 import { X509Certificate } from 'node:crypto';
 import { decodePem, X509Svid } from '@spire-csi/sdk';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { AgentX509Svid, BundleUpdate } from '../../driver/src/spire/identity-provider.js';
-import { AgentSvidError, chooseSvid, normalizeFederatesWith, validateAgentSvid } from '../../driver/src/volume/agent-svid.js';
-import { buildPayload, PayloadError, sameIdentityFacts } from '../../driver/src/volume/payload.js';
-import { PemMemo } from '../../driver/src/volume/pem-memo.js';
+import type { AgentX509Svid, BundleUpdate } from '../../driver/src/identity/identity-backend.js';
+import { AgentSvidError, chooseSvid, normalizeFederatesWith, validateAgentSvid } from '../../driver/src/session/agent-svid.js';
+import { buildPayload, PayloadError, sameIdentityFacts } from '../../driver/src/storage/payload.js';
+import { PemMemo } from '../../driver/src/storage/pem-memo.js';
 import { DEFAULT_FILES, type VolumeSpec } from '../../driver/src/volume/volume-spec.js';
 import { TestCa, type MintedSvid } from '../helpers/test-ca.js';
 

@@ -1,9 +1,9 @@
 import { EventEmitter } from 'node:events';
 import { status, type ClientReadableStream } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { Backoff } from '../../driver/src/spire/backoff.js';
-import type { AgentError } from '../../driver/src/spire/identity-provider.js';
-import { ReconnectingStream } from '../../driver/src/spire/reconnecting-stream.js';
+import { Backoff } from '../../driver/src/retry/backoff.js';
+import type { AgentError } from '../../driver/src/identity/identity-backend.js';
+import { ReconnectingStream } from '../../driver/src/identity/delegated/reconnecting-stream.js';
 import type { Timers } from '../../driver/src/spire/timers.js';
 
 class FakeCall extends EventEmitter {

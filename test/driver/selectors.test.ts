@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildSelectors, formatSelectors, parseSelector, SelectorError } from '../../driver/src/spire/selectors.js';
+import { buildSelectors, formatSelectors, parseSelector, SelectorError } from '../../driver/src/identity/delegated/selectors.js';
 
 const pod = { name: 'web-7d9f', namespace: 'default', uid: '0b6c3c1e-1111-2222-3333-444455556666', serviceAccount: 'web' };
 

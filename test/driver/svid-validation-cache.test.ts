@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { AgentX509Svid, BundleUpdate } from '../../driver/src/spire/identity-provider.js';
-import { AgentSvidError } from '../../driver/src/volume/agent-svid.js';
-import { SvidValidationCache, svidFingerprint } from '../../driver/src/volume/svid-validation-cache.js';
+import type { AgentX509Svid, BundleUpdate } from '../../driver/src/identity/identity-backend.js';
+import { AgentSvidError } from '../../driver/src/session/agent-svid.js';
+import { SvidValidationCache, svidFingerprint } from '../../driver/src/session/svid-validation-cache.js';
 import { TestCa, type MintedSvid } from '../helpers/test-ca.js';
 
 const ID = 'spiffe://example.org/web';

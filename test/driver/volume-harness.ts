@@ -3,12 +3,12 @@ import { lstat, mkdir, mkdtemp, readFile, readlink, rm, stat } from 'node:fs/pro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from '@spire-csi/sdk';
-import type { AgentX509Svid, X509SvidUpdate } from '../../driver/src/spire/identity-provider.js';
-import { mountsAt, parseMountInfo } from '../../driver/src/volume/mountinfo.js';
-import { LinuxMounter } from '../../driver/src/volume/mounter.js';
-import { VolumeManager, type VolumeManagerOptions } from '../../driver/src/volume/volume-manager.js';
+import type { AgentX509Svid, X509SvidUpdate } from '../../driver/src/identity/identity-backend.js';
+import { mountsAt, parseMountInfo } from '../../driver/src/mount/mountinfo.js';
+import { LinuxMounter } from '../../driver/src/mount/mounter.js';
+import { VolumeManager, type VolumeManagerOptions } from '../../driver/src/manager/volume-manager.js';
 import { DEFAULT_FILES, type VolumeSpec } from '../../driver/src/volume/volume-spec.js';
-import { VolumeStore } from '../../driver/src/volume/volume-store.js';
+import { VolumeStore } from '../../driver/src/metadata/volume-store.js';
 import { TestCa, type MintOptions } from '../helpers/test-ca.js';
 import { FakeIdentityProvider } from './fake-identity-provider.js';
 

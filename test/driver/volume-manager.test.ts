@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CsiError } from '../../driver/src/csi/errors.js';
-import { AgentError } from '../../driver/src/spire/identity-provider.js';
-import type { PublishedEvent, VolumeErrorEvent } from '../../driver/src/volume/volume-events.js';
+import { AgentError } from '../../driver/src/identity/identity-backend.js';
+import type { PublishedEvent, VolumeErrorEvent } from '../../driver/src/manager/volume-events.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { dataDir, isRoot, modeOf, present, VolumeHarness } from './volume-harness.js';
 

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_FILES, type VolumeSpec } from '../../driver/src/volume/volume-spec.js';
-import { VolumeStore, VolumeStoreError } from '../../driver/src/volume/volume-store.js';
-import { LinuxMounter } from '../../driver/src/volume/mounter.js';
+import { VolumeStore, VolumeStoreError } from '../../driver/src/metadata/volume-store.js';
+import { LinuxMounter } from '../../driver/src/mount/mounter.js';
 
 function spec(volumeId: string, overrides: Partial<VolumeSpec> = {}): VolumeSpec {
   return {

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { WireSubscribeToX509BundlesResponse, WireSubscribeToX509SvidsResponse } from '../../driver/src/spire/wire.js';
+import type { WireSubscribeToX509BundlesResponse, WireSubscribeToX509SvidsResponse } from '../../driver/src/identity/delegated/wire.js';
 import { DriverHarness, isRoot } from '../helpers/driver-harness.js';
 import { KubeletEmulator, type PublishedVolume } from '../helpers/kubelet-emulator.js';
 import { TestCa } from '../helpers/test-ca.js';

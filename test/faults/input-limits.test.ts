@@ -13,9 +13,9 @@ import { CsiError } from '../../driver/src/csi/errors.js';
 import { IdentityService } from '../../driver/src/csi/identity-service.js';
 import { NodeService } from '../../driver/src/csi/node-service.js';
 import { boundDetails, MAX_STATUS_DETAILS_CHARS, startCsiServer, type CsiServer } from '../../driver/src/csi/server.js';
-import { checkTargetPathOnDisk } from '../../driver/src/csi/target-path.js';
+import { checkTargetPathOnDisk } from '../../driver/src/target-path/on-disk-check.js';
 import { validatePublishRequest, validateUnpublishRequest } from '../../driver/src/csi/validation.js';
-import type { VolumePublisher } from '../../driver/src/csi/volume-publisher.js';
+import type { VolumePublisher } from '../../driver/src/manager/volume-publisher.js';
 import { loadProtos } from '../../driver/src/proto/load.js';
 import type { NodePublishVolumeRequest } from '../../driver/src/proto/csi-messages.js';
 

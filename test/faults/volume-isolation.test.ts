@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CsiError } from '../../driver/src/csi/errors.js';
-import { MountError, type Mounter } from '../../driver/src/volume/mounter.js';
+import { MountError, type Mounter } from '../../driver/src/mount/mounter.js';
 import { VolumeHarness } from '../driver/volume-harness.js';
 import { DriverHarness, isRoot, mountsUnder } from '../helpers/driver-harness.js';
 import { KubeletEmulator } from '../helpers/kubelet-emulator.js';

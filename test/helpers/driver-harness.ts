@@ -12,7 +12,7 @@ import { DevAgent } from '../../driver/src/dev-agent/server.js';
 import type { Registrations } from '../../driver/src/dev-agent/registrations.js';
 import { createLogger } from '../../driver/src/logging.js';
 import { startDriver, type RunningDriver } from '../../driver/src/main.js';
-import { parseMountInfo } from '../../driver/src/volume/mountinfo.js';
+import { parseMountInfo } from '../../driver/src/mount/mountinfo.js';
 import { KubeletEmulator } from './kubelet-emulator.js';
 import { waitFor } from './wait-for.js';
 

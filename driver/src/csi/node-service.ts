@@ -6,9 +6,9 @@ import type {
   NodeUnpublishVolumeRequest,
   NodeUnpublishVolumeResponse,
 } from '../proto/csi-messages.js';
-import { checkTargetPathOnDisk } from './target-path.js';
+import { checkTargetPathOnDisk } from '../target-path/on-disk-check.js';
 import { validatePublishRequest, validateUnpublishRequest } from './validation.js';
-import type { VolumePublisher } from './volume-publisher.js';
+import type { VolumePublisher } from '../manager/volume-publisher.js';
 
 export interface NodeServiceOptions {
   /** Reported as node_id; the Kubernetes node name. */

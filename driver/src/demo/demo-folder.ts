@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, realpath, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseMountInfo } from '../volume/mountinfo.js';
-import { LinuxMounter } from '../volume/mounter.js';
+import { parseMountInfo } from '../mount/mountinfo.js';
+import { LinuxMounter } from '../mount/mounter.js';
 import { DemoError, messageOf } from './errors.js';
 
 const MOUNTINFO = '/proc/self/mountinfo';

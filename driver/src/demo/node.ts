@@ -6,7 +6,7 @@ import { validateRegistrations } from '../dev-agent/registrations.js';
 import { DevAgent } from '../dev-agent/server.js';
 import type { DriverLogger } from '../logging.js';
 import { startDriver } from '../main.js';
-import type { Mounter } from '../volume/mounter.js';
+import type { Mounter } from '../mount/mounter.js';
 import type { CleanupStack } from './cleanup.js';
 import { DemoError, messageOf } from './errors.js';
 import { KubeletClient, type KubeletPod, type PublishedVolume } from './kubelet-client.js';

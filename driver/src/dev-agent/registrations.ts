@@ -1,6 +1,6 @@
 import { SpiffeId, TrustDomain } from '@spire-csi/sdk';
-import { parseSelector, formatSelector } from '../spire/selectors.js';
-import type { Selector } from '../spire/identity-provider.js';
+import { parseSelector, formatSelector } from '../identity/delegated/selectors.js';
+import type { Selector } from '../identity/identity-backend.js';
 
 /**
  * The dev agent's registration file: the few facts a SPIRE server would hold for this node.

@@ -1,10 +1,10 @@
 import type { ServerWritableStream, status } from '@grpc/grpc-js';
-import type { Selector } from '../spire/identity-provider.js';
+import type { Selector } from '../identity/identity-backend.js';
 import type {
   WireSubscribeToJwtBundlesResponse,
   WireSubscribeToX509BundlesResponse,
   WireSubscribeToX509SvidsRequest,
-} from '../spire/wire.js';
+} from '../identity/delegated/wire.js';
 import { endWithStatus, writeMessage } from './grpc-endpoint.js';
 import { entryKey, matchEntries } from './matcher.js';
 import type { RegistrationEntry, Registrations } from './registrations.js';

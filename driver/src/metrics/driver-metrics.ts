@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { VolumeErrorKind } from '../volume/volume-events.js';
+import type { VolumeErrorKind } from '../manager/volume-events.js';
 
 /** What the scrape-time gauges read; the VolumeManager satisfies it. */
 export interface VolumeStats {

@@ -17,7 +17,7 @@ import { loadProtos } from '../../../driver/src/proto/load.js';
 import type {
   WireSubscribeToX509BundlesResponse,
   WireSubscribeToX509SvidsResponse,
-} from '../../../driver/src/spire/wire.js';
+} from '../../../driver/src/identity/delegated/wire.js';
 import type { MintedSvid } from '../../helpers/test-ca.js';
 
 type Stream<T> = ServerWritableStream<unknown, T>;

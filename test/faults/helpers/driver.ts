@@ -8,8 +8,8 @@ import { entry } from '../../helpers/registration-entry.js';
 import type { DriverConfig } from '../../../driver/src/config/driver-config.js';
 import { createLogger } from '../../../driver/src/logging.js';
 import { startDriver, type DriverDependencies, type RunningDriver } from '../../../driver/src/main.js';
-import { DelegatedIdentityClient } from '../../../driver/src/spire/delegated-identity-client.js';
-import type { BackoffOptions } from '../../../driver/src/spire/backoff.js';
+import { DelegatedIdentityClient } from '../../../driver/src/identity/delegated/delegated-identity-client.js';
+import type { BackoffOptions } from '../../../driver/src/retry/backoff.js';
 
 export interface InProcessDriver {
   readonly running: RunningDriver;

@@ -6,7 +6,7 @@
  */
 import { lstat, readFile, realpath, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { isErrno } from './errno.js';
+import { isErrno } from '../errno.js';
 import type { Libc } from './libc.js';
 import { scanMountsAt } from './mountinfo.js';
 

@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { lstat, realpath } from 'node:fs/promises';
 import { dirname, join, relative, isAbsolute, sep } from 'node:path';
-import { CsiError } from './errors.js';
+import { CsiError } from '../csi/errors.js';
 
 /**
  * The on-disk half of target-path validation (the lexical half is parseTargetPath): the deepest

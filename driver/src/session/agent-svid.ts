@@ -1,6 +1,6 @@
 import type { X509Certificate } from 'node:crypto';
 import { SpiffeId, TrustDomain, X509Bundle, X509Svid, verifyX509Svid } from '@spire-csi/sdk';
-import type { AgentX509Svid, BundleUpdate, X509SvidUpdate } from '../spire/identity-provider.js';
+import type { AgentX509Svid, BundleUpdate, X509SvidUpdate } from '../identity/identity-backend.js';
 
 /**
  * `invalid`: the agent sent data that must not reach the pod (bad DER, key mismatch, ...).

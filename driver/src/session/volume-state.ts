@@ -1,6 +1,6 @@
 import type { X509Svid } from '@spire-csi/sdk';
-import type { AgentX509Svid, BundleUpdate, JwtBundleUpdate } from '../spire/identity-provider.js';
-import type { VolumeSpec } from './volume-spec.js';
+import type { AgentX509Svid, BundleUpdate, JwtBundleUpdate } from '../identity/identity-backend.js';
+import type { VolumeSpec } from '../volume/volume-spec.js';
 
 /**
  * One consistent, validated view of a volume's identity. The manager hands each change to every

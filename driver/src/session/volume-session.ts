@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from '@spire-csi/sdk';
-import type { BackoffOptions } from '../spire/backoff.js';
+import type { BackoffOptions } from '../retry/backoff.js';
 import type {
   AgentError,
   BundleUpdate,
@@ -9,17 +9,17 @@ import type {
   Selector,
   Subscription,
   X509SvidUpdate,
-} from '../spire/identity-provider.js';
-import { parseJwks } from '../spire/jwks.js';
+} from '../identity/identity-backend.js';
+import { parseJwks } from '../identity/jwks.js';
 import { systemTimers, type Timers } from '../spire/timers.js';
 import type { CheckedJwtSvid } from './agent-jwt.js';
 import { AgentSvidError, chooseSvid, normalizeFederatesWith } from './agent-svid.js';
-import type { ConcurrencyLimiter } from './concurrency-limiter.js';
+import type { ConcurrencyLimiter } from '../concurrency/concurrency-limiter.js';
 import { JwtRefresher, type JwtFailure } from './jwt-refresher.js';
-import type { VolumeJwtState, VolumeSink, VolumeState } from './sink.js';
+import type { VolumeJwtState, VolumeSink, VolumeState } from './volume-state.js';
 import { SvidValidationCache, type ValidatedSvid } from './svid-validation-cache.js';
-import type { VolumeEvents } from './volume-events.js';
-import type { VolumeSpec } from './volume-spec.js';
+import type { VolumeEvents } from '../manager/volume-events.js';
+import type { VolumeSpec } from '../volume/volume-spec.js';
 
 export interface SessionDeps {
   readonly identity: IdentityProvider;

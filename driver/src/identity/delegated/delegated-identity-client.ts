@@ -11,8 +11,8 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js';
 import { silentLogger, type Logger } from '@spire-csi/sdk';
-import { loadProtos } from '../proto/load.js';
-import { Backoff, type BackoffOptions } from './backoff.js';
+import { loadProtos } from '../../proto/load.js';
+import { Backoff, type BackoffOptions } from '../../retry/backoff.js';
 import { agentErrorFromStatus } from './agent-errors.js';
 import {
   AgentError,
@@ -24,10 +24,10 @@ import {
   type Subscription,
   type X509SvidHandlers,
   type X509SvidUpdate,
-} from './identity-provider.js';
+} from '../identity-backend.js';
 import { ReconnectingStream } from './reconnecting-stream.js';
 import { formatSelectors } from './selectors.js';
-import { systemTimers, type Timers } from './timers.js';
+import { systemTimers, type Timers } from '../../spire/timers.js';
 import {
   bundleUpdateFromWire,
   jwtBundleUpdateFromWire,

@@ -1,5 +1,5 @@
-import type { PodInfo } from '../volume/volume-spec.js';
-import type { Selector } from './identity-provider.js';
+import type { PodInfo } from '../../volume/volume-spec.js';
+import type { Selector } from '../identity-backend.js';
 
 /**
  * The Kubernetes selectors the driver asserts for a pod, in SPIRE's wire form: type `k8s`, value

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { X509Certificate } from 'node:crypto';
 import { isWithinValidity, SpiffeId, type X509Svid } from '@spire-csi/sdk';
-import type { AgentX509Svid, BundleUpdate } from '../spire/identity-provider.js';
+import type { AgentX509Svid, BundleUpdate } from '../identity/identity-backend.js';
 import { checkAgentSvid, validateAgentSvid, type ValidateOptions } from './agent-svid.js';
 
 export const DEFAULT_SVID_CACHE_ENTRIES = 64;

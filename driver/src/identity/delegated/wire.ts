@@ -1,6 +1,6 @@
 import { splitDer } from '@spire-csi/sdk';
-import type { AgentJwtSvid, AgentX509Svid, BundleUpdate, JwtBundleUpdate, Selector, X509SvidUpdate } from './identity-provider.js';
-import { parseJwks } from './jwks.js';
+import type { AgentJwtSvid, AgentX509Svid, BundleUpdate, JwtBundleUpdate, Selector, X509SvidUpdate } from '../identity-backend.js';
+import { parseJwks } from '../jwks.js';
 
 /**
  * Delegated Identity API messages as @grpc/proto-loader hands them over with the shared options

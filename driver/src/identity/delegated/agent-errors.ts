@@ -1,5 +1,5 @@
 import { status } from '@grpc/grpc-js';
-import { AgentError } from './identity-provider.js';
+import { AgentError } from '../identity-backend.js';
 
 export const NOT_A_DELEGATE_MESSAGE =
   'this driver is not an authorized delegate of the SPIRE agent: add its SPIFFE ID to `authorized_delegates` ' +

@@ -1,6 +1,6 @@
 import { lstat, mkdir, readdir, readlink, rm, rmdir, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { isErrno } from './errno.js';
+import { isErrno } from '../errno.js';
 
 export class TargetPathError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {

@@ -1,5 +1,5 @@
-import { Backoff, type BackoffOptions } from '../spire/backoff.js';
-import { AgentError, type IdentityProvider, type Selector } from '../spire/identity-provider.js';
+import { Backoff, type BackoffOptions } from '../retry/backoff.js';
+import { AgentError, type IdentityProvider, type Selector } from '../identity/identity-backend.js';
 import type { Timers } from '../spire/timers.js';
 import { AgentJwtError, checkAgentJwtSvid, chooseJwtSvid, type CheckedJwtSvid } from './agent-jwt.js';
 

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import * as nodeFs from 'node:fs/promises';
 import type { Dirent } from 'node:fs';
 import { join } from 'node:path';
-import { isErrno } from './errno.js';
+import { isErrno } from '../errno.js';
 
 export interface PayloadFile {
   readonly data: Buffer | string;

@@ -1,6 +1,6 @@
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { SpiffeId } from '@spire-csi/sdk';
-import type { AgentJwtSvid } from '../spire/identity-provider.js';
+import type { AgentJwtSvid } from '../identity/identity-backend.js';
 
 /** JWT-SVID.md §2.1: the only algorithms a JWT-SVID may carry. */
 const ALLOWED_ALGS = new Set(['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512', 'PS256', 'PS384', 'PS512']);

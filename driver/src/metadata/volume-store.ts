@@ -1,9 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { errnoCode, isErrno } from './errno.js';
-import type { VolumeSpec } from './volume-spec.js';
-import { parseVolumeSpec } from './volume-spec-json.js';
+import { errnoCode, isErrno } from '../errno.js';
+import type { VolumeSpec } from '../volume/volume-spec.js';
+import { parseVolumeSpec } from './record-format.js';
 
 /** What survives a driver restart for one volume. Never holds key material. */
 export interface VolumeRecord {

@@ -2,8 +2,8 @@ import { AtomicWriter, type Ownership } from './atomic-writer.js';
 import { inlineFs } from './inline-fs.js';
 import { buildPayload } from './payload.js';
 import type { PemMemo } from './pem-memo.js';
-import type { VolumeSink, VolumeState } from './sink.js';
-import type { VolumeSpec } from './volume-spec.js';
+import type { VolumeSink, VolumeState } from '../session/volume-state.js';
+import type { VolumeSpec } from '../volume/volume-spec.js';
 
 export type WriterFactory = (targetDir: string) => AtomicWriter;
 

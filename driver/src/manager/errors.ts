@@ -1,10 +1,10 @@
 import { status } from '@grpc/grpc-js';
 import { CsiError } from '../csi/errors.js';
-import type { Selector } from '../spire/identity-provider.js';
-import { formatSelectors } from '../spire/selectors.js';
-import { TargetPathError } from './target-path.js';
-import type { SessionDiagnosis } from './volume-session.js';
-import type { VolumeSpec } from './volume-spec.js';
+import type { Selector } from '../identity/identity-backend.js';
+import { formatSelectors } from '../identity/delegated/selectors.js';
+import { TargetPathError } from '../target-path/target-path.js';
+import type { SessionDiagnosis } from '../session/volume-session.js';
+import type { VolumeSpec } from '../volume/volume-spec.js';
 
 export interface NotReadyContext {
   readonly spec: VolumeSpec;

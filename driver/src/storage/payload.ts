@@ -1,11 +1,11 @@
 import { X509Certificate } from 'node:crypto';
 import { encodeCertificatesPem, encodePem, SpiffeId, splitDer, TrustDomain, type X509Svid } from '@spire-csi/sdk';
-import type { AgentX509Svid, BundleUpdate } from '../spire/identity-provider.js';
-import { parseJwks } from '../spire/jwks.js';
+import type { AgentX509Svid, BundleUpdate } from '../identity/identity-backend.js';
+import { parseJwks } from '../identity/jwks.js';
 import type { PayloadFile } from './atomic-writer.js';
 import type { PemMemo } from './pem-memo.js';
-import type { VolumeJwtState } from './sink.js';
-import type { VolumeSpec } from './volume-spec.js';
+import type { VolumeJwtState } from '../session/volume-state.js';
+import type { VolumeSpec } from '../volume/volume-spec.js';
 
 export const CREDENTIAL_BUNDLE_FILE = 'credential-bundle.pem';
 export const IDENTITY_FILE = 'identity.json';

@@ -1,4 +1,4 @@
-import type { PodInfo, SplitFileNames, VolumeSpec } from './volume-spec.js';
+import type { PodInfo, SplitFileNames, VolumeSpec } from '../volume/volume-spec.js';
 
 /** Rebuilds a VolumeSpec from untrusted JSON (a record on disk), checking every field's type. */
 export function parseVolumeSpec(raw: unknown): VolumeSpec {

@@ -1,8 +1,8 @@
 import { status, type ClientReadableStream, type StatusObject } from '@grpc/grpc-js';
 import { agentErrorFromStatus, streamEndedError } from './agent-errors.js';
-import type { Backoff } from './backoff.js';
-import type { AgentError } from './identity-provider.js';
-import type { Timers } from './timers.js';
+import type { Backoff } from '../../retry/backoff.js';
+import type { AgentError } from '../identity-backend.js';
+import type { Timers } from '../../spire/timers.js';
 
 export interface ReconnectingStreamOptions<T> {
   /** RPC name, for messages. */

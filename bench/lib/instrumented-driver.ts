@@ -14,7 +14,9 @@ import type { VolumePublisher } from '../../driver/src/manager/volume-publisher.
 import { createLogger } from '../../driver/src/logging.js';
 import { loadProtos } from '../../driver/src/proto/load.js';
 import { DelegatedIdentityClient, type DelegatedIdentityClientOptions } from '../../driver/src/identity/delegated/delegated-identity-client.js';
-import type { Selector, Subscription, X509SvidHandlers } from '../../driver/src/identity/identity-backend.js';
+import type { Subscription, X509SvidHandlers } from '../../driver/src/identity/identity-backend.js';
+import type { Selector } from '../../driver/src/identity/delegated/selectors.js';
+import { DelegatedBackend } from '../../driver/src/identity/delegated/delegated-backend.js';
 import { AtomicWriter, type Ownership, type Payload, type WriteResult } from '../../driver/src/storage/atomic-writer.js';
 import { LinuxMounter, type Mounter, type TmpfsOptions } from '../../driver/src/mount/mounter.js';
 import { VolumeManager } from '../../driver/src/manager/volume-manager.js';
@@ -179,17 +181,18 @@ export async function startInstrumentedDriver(config: DriverConfig): Promise<Ins
   const book = new MarkBook();
   const logger = createLogger('info', new Writable({ write: (_chunk, _encoding, done) => done() }));
   const protos = loadProtos();
-  const identity = new TimedIdentityClient({ socketPath: config.adminSocketPath, logger: logger.child({ component: 'agent' }) }, book);
+  const identity = new DelegatedBackend(
+    new TimedIdentityClient({ socketPath: config.adminSocketPath, logger: logger.child({ component: 'agent' }) }, book),
+    { nodeName: config.nodeId, adminSocket: config.adminSocketPath },
+  );
   const store = new TimedStore(config.stateDir, book);
   await store.init();
   const manager = new VolumeManager({
     store,
     mounter: new TimedMounter(new LinuxMounter(), book),
     identity,
-    nodeName: config.nodeId,
     logger,
     publishTimeoutMs: config.publishTimeoutMs,
-    agentSocket: config.adminSocketPath,
     writerFactory: (dir) => new TimedWriter(dir, book),
   });
   identity.start();

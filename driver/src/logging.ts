@@ -1,7 +1,23 @@
 import { pino, type DestinationStream, type Logger as PinoLogger } from 'pino';
+import type { Logger } from '@spire-csi/sdk';
 import type { LogLevel } from './config/driver-config.js';
 
-export type DriverLogger = PinoLogger;
+/** The driver's logger: pino's, or any SDK Logger (tests); `child` is optional so plain test loggers fit. */
+export interface DriverLogger extends Logger {
+  child?(bindings: Record<string, unknown>): DriverLogger;
+}
+
+/** pino's child when available, else a wrapper that merges the bindings into every call. */
+export function childLogger(logger: DriverLogger, bindings: Record<string, unknown>): DriverLogger {
+  if (typeof logger.child === 'function') return logger.child(bindings);
+  const merge = (obj: object): object => ({ ...bindings, ...obj });
+  return {
+    debug: (obj, msg) => logger.debug(merge(obj), msg),
+    info: (obj, msg) => logger.info(merge(obj), msg),
+    warn: (obj, msg) => logger.warn(merge(obj), msg),
+    error: (obj, msg) => logger.error(merge(obj), msg),
+  };
+}
 
 /**
  * Field names that could carry private material. Nothing in the driver logs them on purpose;
@@ -20,7 +36,8 @@ const SECRET_PATHS = [
   '*.token',
 ];
 
-export function createLogger(level: LogLevel, destination?: DestinationStream): DriverLogger {
+/** pino, which satisfies DriverLogger with its own `child`. */
+export function createLogger(level: LogLevel, destination?: DestinationStream): PinoLogger {
   return pino(
     {
       level,

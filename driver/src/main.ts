@@ -3,14 +3,15 @@ import { startCsiServer, type CsiServer } from './csi/server.js';
 import { IdentityService } from './csi/identity-service.js';
 import { NodeService } from './csi/node-service.js';
 import type { DriverConfig } from './config/driver-config.js';
-import type { DriverLogger } from './logging.js';
+import { childLogger, type DriverLogger } from './logging.js';
 import { bindMetrics } from './metrics/bind-metrics.js';
 import { DriverMetrics } from './metrics/driver-metrics.js';
 import { startMetricsServer, type MetricsServer } from './metrics/http-server.js';
 import { instrumentNode } from './metrics/instrumented-node.js';
 import { driverReadiness } from './metrics/readiness.js';
+import { DelegatedBackend } from './identity/delegated/delegated-backend.js';
 import { DelegatedIdentityClient } from './identity/delegated/delegated-identity-client.js';
-import type { IdentityProvider } from './identity/identity-backend.js';
+import type { IdentityBackend } from './identity/identity-backend.js';
 import { LinuxMounter, type Mounter } from './mount/mounter.js';
 import { VolumeManager } from './manager/volume-manager.js';
 import { VolumeStore } from './metadata/volume-store.js';
@@ -19,8 +20,8 @@ export interface DriverDependencies {
   readonly logger: DriverLogger;
   /** Defaults to the real `mount`/`umount`; injected where a test needs another. */
   readonly mounter?: Mounter;
-  /** Defaults to the Delegated Identity client on the configured admin socket. */
-  readonly identity?: IdentityProvider;
+  /** Defaults to the Delegated Identity API on the configured admin socket. */
+  readonly identity?: IdentityBackend;
   /**
    * Whether the mounter puts a tmpfs at each target (then files skip fsync). Defaults to true for
    * the real mounter and false for an injected one, which may only make directories.
@@ -30,7 +31,7 @@ export interface DriverDependencies {
 
 export interface RunningDriver {
   readonly manager: VolumeManager;
-  readonly identity: IdentityProvider;
+  readonly identity: IdentityBackend;
   readonly server: CsiServer;
   /** The bound host:port of /metrics, /healthz and /readyz; null when disabled. */
   readonly metricsAddress: string | null;
@@ -51,7 +52,10 @@ export async function startDriver(config: DriverConfig, deps: DriverDependencies
   const protos = loadProtos();
   const identity =
     deps.identity ??
-    new DelegatedIdentityClient({ socketPath: config.adminSocketPath, logger: logger.child({ component: 'agent' }) });
+    new DelegatedBackend(
+      new DelegatedIdentityClient({ socketPath: config.adminSocketPath, logger: childLogger(logger, { component: 'agent' }) }),
+      { nodeName: config.nodeId, adminSocket: config.adminSocketPath },
+    );
   const store = new VolumeStore(config.stateDir);
   // Creates the state folder and drops temp files a crash may have left mid-write.
   await store.init();
@@ -67,10 +71,8 @@ export async function startDriver(config: DriverConfig, deps: DriverDependencies
     store,
     mounter,
     identity,
-    nodeName: config.nodeId,
     logger,
     publishTimeoutMs: config.publishTimeoutMs,
-    agentSocket: config.adminSocketPath,
     targetsOnTmpfs: deps.targetsOnTmpfs ?? deps.mounter === undefined,
   });
 
@@ -79,7 +81,7 @@ export async function startDriver(config: DriverConfig, deps: DriverDependencies
   const unbindMetrics = metrics === null ? () => {} : bindMetrics(metrics, { events: manager.events, agent: identity });
 
   // Open the shared bundle stream now: Probe reports agent connectivity even before any volume exists.
-  if (identity instanceof DelegatedIdentityClient) identity.start();
+  identity.start();
 
   const summary = await manager.resumeAll();
   logger.info({ ...summary }, 'recorded volumes resumed');
@@ -88,7 +90,7 @@ export async function startDriver(config: DriverConfig, deps: DriverDependencies
   const server = await startCsiServer({
     endpoint: `unix://${config.csiSocketPath}`,
     protos,
-    logger: logger.child({ component: 'csi' }),
+    logger: childLogger(logger, { component: 'csi' }),
     identity: new IdentityService({ name: config.pluginName, isReady: () => identity.connected }),
     node: metrics === null ? node : instrumentNode(node, metrics),
   });
@@ -116,7 +118,7 @@ export async function startDriver(config: DriverConfig, deps: DriverDependencies
         address: config.metricsAddress,
         registry: metrics.registry,
         isReady: () => driverReadiness({ csiSocket, agentConnected: identity.connected, adminSocket }),
-        logger: logger.child({ component: 'metrics' }),
+        logger: childLogger(logger, { component: 'metrics' }),
       });
     } catch (err) {
       // A bad or busy address is a configuration error: fail the start rather than run unobserved.

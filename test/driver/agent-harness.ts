@@ -7,8 +7,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, type Client, type ClientReadableStream, type StatusObject } from '@grpc/grpc-js';
-import { DevAgent, type DevAgentOptions } from '../../driver/src/dev-agent/server.js';
-import { validateRegistrations } from '../../driver/src/dev-agent/registrations.js';
+import { DevAgent, type DevAgentOptions } from '../../dev/src/dev-agent/server.js';
+import { validateRegistrations } from '../../dev/src/dev-agent/registrations.js';
 import { loadProtos } from '../../driver/src/proto/load.js';
 import type {
   WireSubscribeToX509BundlesResponse,

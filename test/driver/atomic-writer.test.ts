@@ -3,6 +3,7 @@ import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { AtomicWriter, AtomicWriterError, type Payload, type WriterFs } from '../../driver/src/storage/atomic-writer.js';
 import { inlineFs } from '../../driver/src/storage/inline-fs.js';
 
@@ -32,7 +33,7 @@ describe('AtomicWriter', () => {
   });
 
   it('writes the Kubernetes layout: payload dir, ..data link and visible links', async () => {
-    const writer = new AtomicWriter(dir, { now: () => new Date('2026-07-23T10:15:42Z') });
+    const writer = new AtomicWriter(dir, { clock: new FakeClock(new Date('2026-07-23T10:15:42Z')) });
     const result = await writer.write(payload({ 'cert.pem': ['CERT', 0o444], 'key.pem': ['KEY', 0o400] }));
     expect(result.changed).toBe(true);
     expect(result.dir).toMatch(/^\.\.2026_07_23_10_15_42\.[0-9a-f]{16}$/);

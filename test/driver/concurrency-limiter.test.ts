@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { ConcurrencyLimiter } from '../../driver/src/concurrency/concurrency-limiter.js';
 
 /** A task the test finishes by hand. */
@@ -67,22 +68,9 @@ describe('ConcurrencyLimiter', () => {
   });
 
   it('with quietMs, starts background tasks only after regular tasks stopped starting, or after maxDelayMs', async () => {
-    let now = 0;
-    const pending: { callback: () => void; at: number }[] = [];
-    const timers = {
-      setTimeout: (callback: () => void, ms: number) => pending.push({ callback, at: now + ms }),
-      clearTimeout: () => undefined,
-    };
-    /** Moves the clock and fires what is due, like the event loop would. */
-    const advance = async (ms: number): Promise<void> => {
-      now += ms;
-      for (const timer of pending.splice(0)) {
-        if (timer.at <= now) timer.callback();
-        else pending.push(timer);
-      }
-      await settle();
-    };
-    const limiter = new ConcurrencyLimiter(4, { quietMs: 100, maxDelayMs: 1000, timers, now: () => now });
+    const clock = new FakeClock(0);
+    const advance = (ms: number): Promise<void> => clock.advance(ms);
+    const limiter = new ConcurrencyLimiter(4, { quietMs: 100, maxDelayMs: 1000, clock });
     let cleaned = 0;
     const cleanup = limiter.background(async () => {
       cleaned++;

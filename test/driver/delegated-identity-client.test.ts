@@ -4,10 +4,10 @@ import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { verifyX509Svid, X509Bundle, X509BundleSet, X509Svid } from '@spire-csi/sdk';
-import { DevAgent } from '../../driver/src/dev-agent/server.js';
+import { DevAgent } from '../../dev/src/dev-agent/server.js';
 import { DelegatedIdentityClient } from '../../driver/src/identity/delegated/delegated-identity-client.js';
 import type { AgentError, BundleUpdate, X509SvidUpdate } from '../../driver/src/identity/identity-backend.js';
-import type { Timers } from '../../driver/src/spire/timers.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { k8s, registrations, startAgent, TD, type AgentFixture } from './agent-harness.js';
 
@@ -83,7 +83,7 @@ describe('DelegatedIdentityClient', () => {
 
     const [svid] = web.updates[0]!.svids;
     expect(svid!.spiffeId).toBe('spiffe://example.org/web');
-    expect(web.updates[0]!.federatesWith).toEqual(['spiffe://other.org']);
+    expect(web.updates[0]!.federatesWith).toEqual(['other.org']);
     expect(db.updates[0]!.svids.map((s) => s.spiffeId)).toEqual(['spiffe://example.org/db']);
     expect(svid!.expiresAt).toMatch(/^\d+$/);
     const parsed = X509Svid.fromDer(svid!.chainDer, svid!.keyDer);
@@ -153,37 +153,26 @@ describe('DelegatedIdentityClient', () => {
     await waitFor(() => w.updates.length > 0, { message: 'update once authorized' });
   });
 
-  it('follows the backoff schedule through the injected timers and stops after close', async () => {
+  it('follows the backoff schedule through the injected clock and stops after close', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'spire-csi-client-'));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
     const socketPath = join(dir, 'admin.sock');
-    const pending = new Map<number, { fn: () => void; ms: number }>();
-    let nextId = 0;
-    const timers: Timers = {
-      setTimeout: (fn, ms) => {
-        pending.set(++nextId, { fn, ms });
-        return nextId;
-      },
-      clearTimeout: (id) => void pending.delete(id as number),
-    };
-    const fire = () => {
-      const [id, timer] = [...pending][0]!;
-      pending.delete(id);
-      timer.fn();
-    };
+    const clock = new FakeClock();
+    const pending = { get size() { return clock.pendingTimers; } };
+    const fire = () => void clock.runNext();
     const c = new DelegatedIdentityClient({
       socketPath,
-      timers,
+      clock,
       backoff: { initialMs: 100, maxMs: 400, jitter: 'none' },
     });
     cleanups.push(() => c.close());
     const w = watch(c, 'ns:default', 'sa:web');
     await waitFor(() => pending.size === 1, { message: 'first retry scheduled (no agent yet)' });
-    expect([...pending.values()][0]!.ms).toBe(100);
+    expect(clock.pendingDelays()).toEqual([100]);
     expect(w.errors[0]!.kind).toBe('unavailable');
     fire();
     await waitFor(() => pending.size === 1 && w.errors.length === 2, { message: 'second retry' });
-    expect([...pending.values()][0]!.ms).toBe(200);
+    expect(clock.pendingDelays()).toEqual([200]);
 
     const dev = new DevAgent({ socketPath, trustDomain: TD, registrations: ENTRIES });
     cleanups.push(() => dev.stop());

@@ -2,7 +2,7 @@ import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { agentErrorFromStatus, streamEndedError } from '../../driver/src/identity/delegated/agent-errors.js';
 import { AgentError } from '../../driver/src/identity/identity-backend.js';
-import { bundleUpdateFromWire, jwtSvidsFromWire, svidUpdateFromWire, trustDomainName, WireError } from '../../driver/src/identity/delegated/wire.js';
+import { bundleUpdateFromWire, jwtBundleUpdateFromWire, jwtSvidsFromWire, svidUpdateFromWire, trustDomainOfBundleKey, WireError } from '../../driver/src/identity/delegated/wire.js';
 import { TestCa } from '../helpers/test-ca.js';
 
 describe('wire conversion', () => {
@@ -11,7 +11,7 @@ describe('wire conversion', () => {
       ca_certificates: { 'spiffe://example.org': Buffer.from([1]), 'other.org': Buffer.from([2]) },
     });
     expect([...update.keys()]).toEqual(['example.org', 'other.org']);
-    expect(trustDomainName('spiffe://a.org')).toBe('a.org');
+    expect(trustDomainOfBundleKey('spiffe://a.org')).toBe('a.org');
     expect(() => bundleUpdateFromWire({ ca_certificates: { 'spiffe://a.org/path': Buffer.alloc(0) } })).toThrow(WireError);
   });
 
@@ -34,7 +34,7 @@ describe('wire conversion', () => {
       ],
       federates_with: ['spiffe://other.org'],
     });
-    expect(update.federatesWith).toEqual(['spiffe://other.org']);
+    expect(update.federatesWith).toEqual(['other.org']);
     const [svid] = update.svids;
     expect(svid).toMatchObject({ spiffeId: 'spiffe://example.org/web', expiresAt: '1893456000', hint: 'h' });
     expect(svid!.chainDer.map((c) => c.toString('hex'))).toEqual(minted.chainDer.map((c) => c.toString('hex')));
@@ -48,6 +48,24 @@ describe('wire conversion', () => {
     );
     const bad = { token: 't', id: { trust_domain: 'example.org', path: 'x' }, expires_at: '1', issued_at: '0', hint: '' };
     expect(() => jwtSvidsFromWire({ svids: [bad] })).toThrow(/malformed SPIFFE ID in svids\[0\]\.id: path "x" must be empty or start with/);
+  });
+
+  it('turns federates_with into trust domain names once, reporting entries that are not trust domain IDs', () => {
+    const invalid: string[][] = [];
+    const update = svidUpdateFromWire(
+      { x509_svids: [], federates_with: ['spiffe://b.org', 'spiffe://a.org', 'spiffe://b.org', 'spiffe://a.org/path', 'not an id'] },
+      (entries) => invalid.push([...entries]),
+    );
+    expect(update.federatesWith).toEqual(['a.org', 'b.org']);
+    expect(invalid).toEqual([['spiffe://a.org/path', 'not an id']]);
+  });
+
+  it('refuses a JWT bundle message in which any entry is not a JWKS document', () => {
+    const good = Buffer.from(JSON.stringify({ keys: [] }));
+    expect([...jwtBundleUpdateFromWire({ bundles: { 'spiffe://a.org': good } }).keys()]).toEqual(['a.org']);
+    expect(() => jwtBundleUpdateFromWire({ bundles: { 'spiffe://a.org': good, 'spiffe://b.org': Buffer.from('nope') } })).toThrow(
+      /JWT bundle for b.org: jwks: not valid JSON/,
+    );
   });
 
   it('passes an empty set through', () => {

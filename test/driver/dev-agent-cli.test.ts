@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../driver/src/config/options.js';
-import { devAgentHelp, parseDevAgentArgs, runDevAgent } from '../../driver/src/dev-agent/main.js';
+import { devAgentHelp, parseDevAgentArgs, runDevAgent } from '../../dev/src/dev-agent/main.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { k8s, rawClient, record } from './agent-harness.js';
 

@@ -3,13 +3,20 @@ import type {
   AgentError,
   AgentJwtSvid,
   BundleUpdate,
-  IdentityProvider,
   JwtBundleUpdate,
-  Selector,
   Subscription,
   X509SvidHandlers,
   X509SvidUpdate,
 } from '../../driver/src/identity/identity-backend.js';
+import type { DelegatedIdentityApi } from '../../driver/src/identity/delegated/delegated-identity-client.js';
+import type { Selector } from '../../driver/src/identity/delegated/selectors.js';
+import { parseJwks } from '../../driver/src/identity/jwks.js';
+import { federatedTrustDomains } from '../../driver/src/identity/delegated/wire.js';
+
+/** As the real client hands updates over: `federates_with` already turned into trust domain names. */
+function asReceived(update: X509SvidUpdate): X509SvidUpdate {
+  return { ...update, federatesWith: federatedTrustDomains(update.federatesWith).domains };
+}
 
 export interface FakeStream {
   readonly selectors: readonly Selector[];
@@ -18,11 +25,14 @@ export interface FakeStream {
 }
 
 /**
- * A stand-in for the SPIRE agent side of the IdentityProvider seam: tests decide what each
- * subscription receives. The end-to-end tests use the real dev agent instead.
+ * A stand-in for the SPIRE agent's Delegated Identity API (selector-addressed): tests decide what
+ * each subscription receives. The end-to-end tests use the real dev agent instead.
  */
-export class FakeIdentityProvider extends EventEmitter implements IdentityProvider {
+export class FakeIdentityProvider extends EventEmitter implements DelegatedIdentityApi {
   connected = true;
+
+  start(): void {}
+
   private bundles: BundleUpdate | undefined;
   private readonly bundleListeners = new Set<(bundles: BundleUpdate) => void>();
   readonly streams: FakeStream[] = [];
@@ -48,7 +58,7 @@ export class FakeIdentityProvider extends EventEmitter implements IdentityProvid
     this.streams.push(stream);
     queueMicrotask(() => {
       const update = this.respond?.(selectors);
-      if (update !== undefined && !stream.closed) handlers.onUpdate(update);
+      if (update !== undefined && !stream.closed) handlers.onUpdate(asReceived(update));
     });
     return {
       close: () => {
@@ -72,7 +82,13 @@ export class FakeIdentityProvider extends EventEmitter implements IdentityProvid
     };
   }
 
+  /** Like the client's wire layer, drops a whole update in which any entry is not a JWKS document. */
   setJwtBundles(bundles: JwtBundleUpdate): void {
+    try {
+      for (const jwks of bundles.values()) parseJwks(jwks);
+    } catch {
+      return;
+    }
     this.jwtBundles = bundles;
     for (const listener of this.jwtBundleListeners) listener(bundles);
   }
@@ -97,7 +113,7 @@ export class FakeIdentityProvider extends EventEmitter implements IdentityProvid
   /** Sends to every open stream whose selectors include `k8s:pod-uid:<podUid>` (all when omitted). */
   push(update: X509SvidUpdate, podUid?: string): void {
     for (const stream of this.openStreams) {
-      if (podUid === undefined || stream.selectors.some((s) => s.value === `pod-uid:${podUid}`)) stream.handlers.onUpdate(update);
+      if (podUid === undefined || stream.selectors.some((s) => s.value === `pod-uid:${podUid}`)) stream.handlers.onUpdate(asReceived(update));
     }
   }
 

@@ -1,7 +1,7 @@
 import { status, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
 import { decodeProtectedHeader, importJWK, jwtVerify, type JSONWebKeySet, type JWTPayload } from 'jose';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseDevAgentArgs } from '../../driver/src/dev-agent/main.js';
+import { parseDevAgentArgs } from '../../dev/src/dev-agent/main.js';
 import type {
   WireFetchJwtSvidsRequest,
   WireFetchJwtSvidsResponse,

@@ -49,69 +49,7 @@ export class TestJwtIssuer {
   }
 }
 
-interface PendingTimer {
-  readonly id: number;
-  readonly at: number;
-  readonly callback: () => void;
-}
-
-/**
- * A clock and timers moved by hand (the Timers seam of the driver), so refresh schedules can be
- * tested without waiting: `advance` fires every timer that falls due, in order.
- */
-export class FakeClock {
-  private current: number;
-  private pending: PendingTimer[] = [];
-  private nextId = 1;
-
-  constructor(start = Date.parse('2030-01-01T00:00:00Z')) {
-    this.current = start;
-  }
-
-  readonly now = (): Date => new Date(this.current);
-
-  readonly timers = {
-    setTimeout: (callback: () => void, ms: number): unknown => {
-      const timer = { id: this.nextId++, at: this.current + Math.max(0, ms), callback };
-      this.pending.push(timer);
-      return timer.id;
-    },
-    clearTimeout: (handle: unknown): void => {
-      this.pending = this.pending.filter((timer) => timer.id !== handle);
-    },
-  };
-
-  get millis(): number {
-    return this.current;
-  }
-
-  /** Delays of the pending timers from now, soonest first. */
-  pendingDelays(): number[] {
-    return this.pending.map((timer) => timer.at - this.current).sort((a, b) => a - b);
-  }
-
-  /** Moves time forward by `ms`, firing due timers in order (letting promises settle after each). */
-  async advance(ms: number): Promise<void> {
-    const target = this.current + ms;
-    for (;;) {
-      const due = this.pending.filter((timer) => timer.at <= target).sort((a, b) => a.at - b.at || a.id - b.id)[0];
-      if (due === undefined) break;
-      this.pending = this.pending.filter((timer) => timer !== due);
-      this.current = due.at;
-      due.callback();
-      await settle();
-    }
-    this.current = target;
-  }
-
-  /** Jumps to the soonest pending timer and fires it. */
-  async fireNext(): Promise<number> {
-    const delay = this.pendingDelays()[0];
-    if (delay === undefined) throw new Error('FakeClock: no timer pending');
-    await this.advance(delay);
-    return delay;
-  }
-}
+export { FakeClock } from '../helpers/fake-clock.js';
 
 /** Lets pending promise callbacks (and a few chained ones) run. */
 export async function settle(): Promise<void> {

@@ -1,3 +1,4 @@
+import { FakeClock } from '../helpers/fake-clock.js';
 import { EventEmitter } from 'node:events';
 import { createServer } from 'node:net';
 import { status } from '@grpc/grpc-js';
@@ -16,7 +17,7 @@ import {
 import { instrumentNode } from '../../driver/src/metrics/instrumented-node.js';
 import { driverReadiness } from '../../driver/src/metrics/readiness.js';
 import type { NodePublishVolumeRequest, NodeUnpublishVolumeRequest } from '../../driver/src/proto/csi-messages.js';
-import { VolumeEvents } from '../../driver/src/manager/volume-events.js';
+import { VolumeEvents } from '../../driver/src/volume/volume-events.js';
 
 const NOW = new Date('2030-01-01T00:00:00Z');
 const ADMIN_SOCKET = '/run/spire/admin.sock';
@@ -63,7 +64,7 @@ describe('driver metrics over HTTP', () => {
     };
     events = new VolumeEvents();
     agent = new FakeAgent();
-    metrics = new DriverMetrics({ volumes, clock: () => NOW });
+    metrics = new DriverMetrics({ volumes, clock: new FakeClock(NOW) });
     unbind = bindMetrics(metrics, { events, agent });
     readiness = { ready: false, reason: `agent unreachable at ${ADMIN_SOCKET}` };
     server = await startMetricsServer({ address: '127.0.0.1:0', registry: metrics.registry, isReady: () => readiness });

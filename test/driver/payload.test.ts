@@ -51,7 +51,7 @@ describe('payload', () => {
   const text = (files: Map<string, { data: Buffer | string }>, name: string): string => String(files.get(name)?.data);
 
   it('writes the SPIFFE Filesystem Delivery files: credential bundle and one trust bundle per domain', () => {
-    const { files } = buildPayload({ spec: spec(), svid, bundles, federatesWith: ['spiffe://partner.test'], now: NOW });
+    const { files } = buildPayload({ spec: spec(), svid, bundles, federatesWith: ['partner.test'], now: NOW });
     const credential = decodePem(text(files, 'credential-bundle.pem'));
     expect(credential.map((b) => b.label)).toEqual(['PRIVATE KEY', 'CERTIFICATE', 'CERTIFICATE']);
     expect(credential[1]?.der.equals(minted.certDer)).toBe(true);
@@ -100,7 +100,7 @@ describe('payload', () => {
   });
 
   it('describes the identity in identity.json without key material', () => {
-    const { files, identity } = buildPayload({ spec: spec(), svid, bundles, federatesWith: ['spiffe://partner.test', 'spiffe://nobundle.test'], now: NOW });
+    const { files, identity } = buildPayload({ spec: spec(), svid, bundles, federatesWith: ['nobundle.test', 'partner.test'], now: NOW });
     const json = JSON.parse(text(files, 'identity.json'));
     expect(json).toEqual(identity);
     expect(identity).toEqual({

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { Backoff } from '../../driver/src/retry/backoff.js';
 import type { AgentError } from '../../driver/src/identity/identity-backend.js';
 import { ReconnectingStream } from '../../driver/src/identity/delegated/reconnecting-stream.js';
-import type { Timers } from '../../driver/src/spire/timers.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 
 class FakeCall extends EventEmitter {
   cancelled = false;
@@ -20,12 +20,7 @@ function harness(openError?: Error) {
   const calls: FakeCall[] = [];
   const messages: string[] = [];
   const failures: { error: AgentError; retryInMs: number }[] = [];
-  const timers = new Map<number, () => void>();
-  let id = 0;
-  const fakeTimers: Timers = {
-    setTimeout: (fn) => (timers.set(++id, fn), id),
-    clearTimeout: (handle) => void timers.delete(handle as number),
-  };
+  const clock = new FakeClock();
   const stream = new ReconnectingStream<string>({
     rpc: 'Sub',
     socketPath: '/s.sock',
@@ -38,25 +33,21 @@ function harness(openError?: Error) {
     onMessage: (m) => messages.push(m),
     onFailure: (error, retryInMs) => failures.push({ error, retryInMs }),
     backoff: new Backoff({ initialMs: 10, maxMs: 80, jitter: 'none' }),
-    timers: fakeTimers,
+    clock,
   });
-  const fire = () => {
-    const [[key, fn]] = [...timers] as [[number, () => void]];
-    timers.delete(key);
-    fn();
-  };
-  return { stream, calls, messages, failures, timers, fire };
+  const fire = () => clock.runNext();
+  return { stream, calls, messages, failures, clock, fire };
 }
 
 describe('ReconnectingStream', () => {
-  it('reconnects with growing delays and resets after a message', () => {
+  it('reconnects with growing delays and resets after a message', async () => {
     const h = harness();
     h.stream.start();
     h.calls[0]!.end(status.UNAVAILABLE, 'down');
-    h.fire();
+    await h.fire();
     h.calls[1]!.end(status.UNAVAILABLE, 'down');
     expect(h.failures.map((f) => f.retryInMs)).toEqual([10, 20]);
-    h.fire();
+    await h.fire();
     h.calls[2]!.emit('data', 'hello');
     h.calls[2]!.end(status.UNAVAILABLE);
     expect(h.messages).toEqual(['hello']);
@@ -69,21 +60,21 @@ describe('ReconnectingStream', () => {
     h.calls[0]!.end(status.OK);
     expect(h.failures[0]!.error.kind).toBe('unavailable');
     expect(h.failures[0]!.error.message).toMatch(/ended the stream/);
-    expect(h.timers.size).toBe(1);
+    expect(h.clock.pendingTimers).toBe(1);
   });
 
-  it('stops for good on close: cancels the call, clears the timer, ignores late events', () => {
+  it('stops for good on close: cancels the call, clears the timer, ignores late events', async () => {
     const h = harness();
     h.stream.start();
     h.calls[0]!.end(status.UNAVAILABLE);
-    h.fire();
+    await h.fire();
     h.stream.close();
     expect(h.calls[1]!.cancelled).toBe(true);
     h.calls[1]!.emit('data', 'late');
     h.calls[1]!.end(status.CANCELLED);
     expect(h.messages).toEqual([]);
     expect(h.failures).toHaveLength(1);
-    expect(h.timers.size).toBe(0);
+    expect(h.clock.pendingTimers).toBe(0);
     h.stream.start();
     expect(h.calls).toHaveLength(2);
   });
@@ -97,13 +88,13 @@ describe('ReconnectingStream', () => {
       return Array.prototype.push.apply(this, items);
     };
     h.calls[0]!.end(status.UNAVAILABLE);
-    expect(h.timers.size).toBe(0);
+    expect(h.clock.pendingTimers).toBe(0);
   });
 
-  it('reports a failure to open as an error and retries', () => {
+  it('reports a failure to open as an error and retries', async () => {
     const h = harness(new Error('boom'));
     h.stream.start();
     expect(h.failures[0]!.error.kind).toBe('other');
-    expect(h.timers.size).toBe(1);
+    expect(h.clock.pendingTimers).toBe(1);
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { entryKey, entryMatches, matchEntries } from '../../driver/src/dev-agent/matcher.js';
-import { parseRegistrations, RegistrationError, validateRegistrations } from '../../driver/src/dev-agent/registrations.js';
+import { entryKey, entryMatches, matchEntries } from '../../dev/src/dev-agent/matcher.js';
+import { parseRegistrations, RegistrationError, validateRegistrations } from '../../dev/src/dev-agent/registrations.js';
 import { parseSelector } from '../../driver/src/identity/delegated/selectors.js';
 
 const TD = 'example.org';

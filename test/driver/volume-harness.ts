@@ -10,6 +10,7 @@ import { VolumeManager, type VolumeManagerOptions } from '../../driver/src/manag
 import { DEFAULT_FILES, type VolumeSpec } from '../../driver/src/volume/volume-spec.js';
 import { VolumeStore } from '../../driver/src/metadata/volume-store.js';
 import { TestCa, type MintOptions } from '../helpers/test-ca.js';
+import { DelegatedBackend } from '../../driver/src/identity/delegated/delegated-backend.js';
 import { FakeIdentityProvider } from './fake-identity-provider.js';
 
 export const isRoot = process.getuid?.() === 0;
@@ -25,7 +26,10 @@ export interface LogLine {
 export class VolumeHarness {
   readonly logs: LogLine[] = [];
   readonly mounter = new LinuxMounter();
+  /** The fake agent, addressed by selectors as the Delegated Identity API is. */
   readonly identity = new FakeIdentityProvider();
+  /** What the managers use: the fake agent behind the real Delegated Identity backend. */
+  readonly backend = new DelegatedBackend(this.identity, { nodeName: NODE });
   private readonly managers: VolumeManager[] = [];
   private readonly targets = new Set<string>();
 
@@ -60,8 +64,7 @@ export class VolumeHarness {
     const manager = new VolumeManager({
       store: this.store,
       mounter: this.mounter,
-      identity: this.identity,
-      nodeName: NODE,
+      identity: this.backend,
       logger: this.logger,
       publishTimeoutMs: 5000,
       ...options,

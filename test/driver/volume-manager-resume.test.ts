@@ -1,6 +1,5 @@
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { status } from '@grpc/grpc-js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { VolumeSpec } from '../../driver/src/volume/volume-spec.js';
 import { waitFor } from '../helpers/wait-for.js';
@@ -40,7 +39,7 @@ describe.skipIf(!isRoot)('VolumeManager restart', () => {
   it('refuses new publishes after shutdown', async () => {
     const manager = h.manager();
     await manager.shutdown();
-    await expect(manager.publish(await h.spec())).rejects.toMatchObject({ code: status.UNAVAILABLE });
+    await expect(manager.publish(await h.spec())).rejects.toMatchObject({ kind: 'shutting-down' });
   });
 
   it('keeps serving the old files after a restart until new data arrives, then resubscribes', async () => {
@@ -102,7 +101,7 @@ describe.skipIf(!isRoot)('VolumeManager restart', () => {
     h.identity.respond = undefined;
     const second = h.manager({ publishTimeoutMs: 200 });
     await second.resumeAll();
-    await expect(second.publish(spec)).rejects.toMatchObject({ code: status.DEADLINE_EXCEEDED });
+    await expect(second.publish(spec)).rejects.toMatchObject({ kind: 'not-ready' });
     expect(await h.store.get(spec.volumeId)).toBeDefined();
     expect(await h.mountIds(spec.targetPath)).toHaveLength(1);
     h.identity.push(await h.update());

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AgentError } from '../../driver/src/identity/identity-backend.js';
-import type { RotatedEvent, VolumeErrorEvent } from '../../driver/src/manager/volume-events.js';
+import type { RotatedEvent, VolumeErrorEvent } from '../../driver/src/volume/volume-events.js';
 import type { VolumeManager } from '../../driver/src/manager/volume-manager.js';
 import type { VolumeSpec } from '../../driver/src/volume/volume-spec.js';
 import { TestCa } from '../helpers/test-ca.js';

@@ -2,11 +2,12 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CsiError } from '../../driver/src/csi/errors.js';
+import { ManagerError } from '../../driver/src/manager/errors.js';
 import { AgentError } from '../../driver/src/identity/identity-backend.js';
-import type { PublishedEvent, VolumeErrorEvent } from '../../driver/src/manager/volume-events.js';
+import type { PublishedEvent, VolumeErrorEvent } from '../../driver/src/volume/volume-events.js';
 import { waitFor } from '../helpers/wait-for.js';
-import { dataDir, isRoot, modeOf, present, VolumeHarness } from './volume-harness.js';
+import { DelegatedBackend } from '../../driver/src/identity/delegated/delegated-backend.js';
+import { dataDir, isRoot, modeOf, NODE, present, VolumeHarness } from './volume-harness.js';
 
 if (!isRoot) console.log('volume-manager.test.ts: skipping: publishing mounts real tmpfs, which needs root (uid 0)');
 
@@ -83,8 +84,8 @@ describe.skipIf(!isRoot)('VolumeManager publish', () => {
     await manager.publish(spec);
     const dir = await dataDir(spec.targetPath);
     const err = await manager.publish({ ...spec, fsGroup: 3000, files: { ...spec.files, key: 'tls.key' } }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(CsiError);
-    expect(err).toMatchObject({ code: status.ALREADY_EXISTS });
+    expect(err).toBeInstanceOf(ManagerError);
+    expect(err).toMatchObject({ kind: 'conflict' });
     expect((err as Error).message).toMatch(/key-file: "svid_key.pem" → "tls.key"; fs-group: null → 3000/);
     expect(await dataDir(spec.targetPath)).toBe(dir);
     expect((await h.store.get(spec.volumeId))?.spec).toEqual(spec);
@@ -96,7 +97,7 @@ describe.skipIf(!isRoot)('VolumeManager publish', () => {
     const manager = h.manager({ publishTimeoutMs: 300 });
     const spec = await h.spec();
     const err = await manager.publish(spec).catch((e: unknown) => e);
-    expect(err).toMatchObject({ code: status.DEADLINE_EXCEEDED });
+    expect(err).toMatchObject({ kind: 'not-ready' });
     expect((err as Error).message).toContain(`k8s:pod-uid:${spec.pod.uid}`);
     expect((err as Error).message).toMatch(/no registration entry matches/);
     expect(await present(spec.targetPath)).toBe(false);
@@ -113,7 +114,7 @@ describe.skipIf(!isRoot)('VolumeManager publish', () => {
     await waitFor(() => h.identity.openStreams.length === 1);
     h.identity.fail(new AgentError(status.PERMISSION_DENIED, 'permission-denied', 'caller not authorized'));
     const err = await publishing;
-    expect(err).toMatchObject({ code: status.DEADLINE_EXCEEDED });
+    expect(err).toMatchObject({ kind: 'not-ready' });
     expect((err as Error).message).toMatch(/PERMISSION_DENIED.*authorized delegate.*authorized_delegates/);
     expect(await present(spec.targetPath)).toBe(false);
   });
@@ -121,7 +122,10 @@ describe.skipIf(!isRoot)('VolumeManager publish', () => {
   it('says when the agent is unavailable at its socket', async () => {
     h.identity.connected = false;
     const errors: VolumeErrorEvent[] = [];
-    const manager = h.manager({ publishTimeoutMs: 300, agentSocket: '/run/spire/admin.sock' });
+    const manager = h.manager({
+      publishTimeoutMs: 300,
+      identity: new DelegatedBackend(h.identity, { nodeName: NODE, adminSocket: '/run/spire/admin.sock' }),
+    });
     manager.events.on('error', (e) => errors.push(e));
     const spec = await h.spec();
     const err = await manager.publish(spec).catch((e: unknown) => e);
@@ -137,7 +141,7 @@ describe.skipIf(!isRoot)('VolumeManager publish', () => {
     const publishing = manager.publish(spec, controller.signal).catch((e: unknown) => e);
     await waitFor(() => h.identity.openStreams.length === 1);
     controller.abort();
-    expect(await publishing).toMatchObject({ code: status.DEADLINE_EXCEEDED, message: expect.stringMatching(/cancelled/) });
+    expect(await publishing).toMatchObject({ kind: 'not-ready', message: expect.stringMatching(/cancelled/) });
     expect(await present(spec.targetPath)).toBe(false);
     expect(await h.mountIds(spec.targetPath)).toEqual([]);
   });
@@ -162,7 +166,8 @@ describe.skipIf(!isRoot)('VolumeManager publish', () => {
       .manager()
       .publish({ ...spec, targetPath: join(spec.targetPath, '..', 'missing', 'mount') })
       .catch((e: unknown) => e);
-    expect(err).toMatchObject({ code: status.FAILED_PRECONDITION });
+    // TargetPathError `precondition`: the CSI layer answers FAILED_PRECONDITION.
+    expect(err).toMatchObject({ name: 'TargetPathError', kind: 'precondition' });
     expect(await h.store.get(spec.volumeId)).toBeUndefined();
   });
 

@@ -13,7 +13,7 @@ import { CsiError } from '../../driver/src/csi/errors.js';
 import { IdentityService } from '../../driver/src/csi/identity-service.js';
 import { NodeService } from '../../driver/src/csi/node-service.js';
 import { boundDetails, MAX_STATUS_DETAILS_CHARS, startCsiServer, type CsiServer } from '../../driver/src/csi/server.js';
-import { checkTargetPathOnDisk } from '../../driver/src/target-path/on-disk-check.js';
+import { checkTargetPathOnDisk, TargetPathError } from '../../driver/src/target-path/target-path.js';
 import { validatePublishRequest, validateUnpublishRequest } from '../../driver/src/csi/validation.js';
 import type { VolumePublisher } from '../../driver/src/manager/volume-publisher.js';
 import { loadProtos } from '../../driver/src/proto/load.js';
@@ -162,9 +162,9 @@ describe('symlinks below the pods folder', () => {
       () => undefined,
       (e: unknown) => e,
     );
-    expect(err).toBeInstanceOf(CsiError);
-    expect((err as CsiError).code).toBe(status.INVALID_ARGUMENT);
-    expect((err as CsiError).message).toMatch(/symbolic link/);
+    expect(err).toBeInstanceOf(TargetPathError);
+    expect((err as TargetPathError).kind).toBe('invalid');
+    expect((err as TargetPathError).message).toMatch(/symbolic link/);
   });
 
   it('still accepts a kubelet root that is itself a symlink, and real directories below it', async () => {

@@ -71,6 +71,47 @@ export class FakeClock implements Clock {
     return true;
   }
 
+  /** Jumps to the soonest pending timer, fires it and returns its delay; throws when none is pending. */
+  async fireNext(): Promise<number> {
+    const delay = this.pendingDelays()[0];
+    if (delay === undefined) throw new Error('FakeClock: no timer pending');
+    await this.advance(delay);
+    return delay;
+  }
+
+  /**
+   * Settles `promise`, letting fake time pass from timer to timer while it is pending: for code
+   * that waits on this clock along the way (retry pauses, backoff) when the test cares about the
+   * outcome, not the schedule. While no timer is pending, real I/O the promise may also wait on
+   * (a filesystem watch getting ready) gets a chance to finish. Throws if it is still pending
+   * after `maxTimers` timers, or after `idleLimit` turns with nothing pending at all.
+   */
+  async runUntilSettled<T>(promise: Promise<T>, maxTimers = 1_000, idleLimit = 10_000): Promise<T> {
+    let settled = false;
+    const done = promise.then(
+      () => {
+        settled = true;
+      },
+      () => {
+        settled = true;
+      },
+    );
+    let fired = 0;
+    let idle = 0;
+    await settle();
+    while (!settled) {
+      if (this.#timers.size > 0) {
+        if (++fired > maxTimers) throw new Error(`FakeClock.runUntilSettled: still pending after ${maxTimers} timers`);
+        await this.runNext();
+      } else {
+        if (++idle > idleLimit) throw new Error('FakeClock.runUntilSettled: still pending with no timer to fire');
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+    }
+    await done;
+    return promise;
+  }
+
   /** Sets the wall clock without firing timers (a clock jump). */
   set(date: Date): void {
     this.#nowMs = date.getTime();

@@ -1,4 +1,4 @@
-import { systemTimers, type Timers } from '../spire/timers.js';
+import { systemClock, type Clock, type ClockTimer } from '@spire-csi/sdk/clock';
 
 export const DEFAULT_WRITE_CONCURRENCY = 32;
 
@@ -11,8 +11,7 @@ export interface BackgroundOptions {
   readonly quietMs?: number;
   /** ...but wait no longer than this after being queued, so steady traffic cannot starve them. */
   readonly maxDelayMs?: number;
-  readonly timers?: Timers;
-  readonly now?: () => number;
+  readonly clock?: Clock;
 }
 
 interface Deferred {
@@ -36,18 +35,16 @@ export class ConcurrencyLimiter {
   private readonly deferred: Deferred[] = [];
   private readonly quietMs: number;
   private readonly maxDelayMs: number;
-  private readonly timers: Timers;
-  private readonly now: () => number;
+  private readonly clock: Clock;
   private lastRegularStart = Number.NEGATIVE_INFINITY;
-  private timer: unknown;
+  private timer: ClockTimer | undefined;
 
   constructor(limit: number = DEFAULT_WRITE_CONCURRENCY, background: BackgroundOptions = {}) {
     if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`concurrency-limiter: limit must be a positive integer, got ${String(limit)}`);
     this.limit = limit;
     this.quietMs = Math.max(0, background.quietMs ?? 0);
     this.maxDelayMs = Math.max(this.quietMs, background.maxDelayMs ?? 5000);
-    this.timers = background.timers ?? systemTimers;
-    this.now = background.now ?? Date.now;
+    this.clock = background.clock ?? systemClock;
   }
 
   /** Tasks running now. */
@@ -71,14 +68,14 @@ export class ConcurrencyLimiter {
   background(task: () => Promise<void>): Promise<void> {
     if (this.quietMs === 0) return this.runIn(this.backgroundQueue, task).catch(() => undefined);
     return new Promise<void>((done) => {
-      this.deferred.push({ task, queuedAt: this.now(), done });
+      this.deferred.push({ task, queuedAt: this.clock.now().getTime(), done });
       this.arm(this.quietMs);
     });
   }
 
   private arm(ms: number): void {
     if (this.timer !== undefined) return;
-    this.timer = this.timers.setTimeout(() => {
+    this.timer = this.clock.setTimeout(() => {
       this.timer = undefined;
       this.release();
     }, ms);
@@ -88,7 +85,7 @@ export class ConcurrencyLimiter {
   private release(): void {
     const first = this.deferred[0];
     if (first === undefined) return;
-    const now = this.now();
+    const now = this.clock.now().getTime();
     const quietFor = now - this.lastRegularStart;
     const waited = now - first.queuedAt;
     if (quietFor < this.quietMs && waited < this.maxDelayMs) {
@@ -106,7 +103,7 @@ export class ConcurrencyLimiter {
     } else {
       this.active++;
     }
-    if (queue === this.queue) this.lastRegularStart = this.now();
+    if (queue === this.queue) this.lastRegularStart = this.clock.now().getTime();
     try {
       return await task();
     } finally {

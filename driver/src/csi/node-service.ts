@@ -6,7 +6,8 @@ import type {
   NodeUnpublishVolumeRequest,
   NodeUnpublishVolumeResponse,
 } from '../proto/csi-messages.js';
-import { checkTargetPathOnDisk } from '../target-path/on-disk-check.js';
+import { checkTargetPathOnDisk } from '../target-path/target-path.js';
+import { toCsiError } from './errors.js';
 import { validatePublishRequest, validateUnpublishRequest } from './validation.js';
 import type { VolumePublisher } from '../manager/volume-publisher.js';
 
@@ -50,17 +51,25 @@ export class NodeService implements CsiNode {
   async publishVolume(request: NodePublishVolumeRequest, signal?: AbortSignal): Promise<NodePublishVolumeResponse> {
     const { kubeletRoot, publisher } = this.#options;
     const spec = validatePublishRequest(request, { kubeletRoot });
-    await checkTargetPathOnDisk(spec.targetPath, kubeletRoot);
-    await publisher.publish(spec, signal);
+    try {
+      await checkTargetPathOnDisk(spec.targetPath, kubeletRoot);
+      await publisher.publish(spec, signal);
+    } catch (err) {
+      throw toCsiError(err);
+    }
     return {};
   }
 
   async unpublishVolume(request: NodeUnpublishVolumeRequest): Promise<NodeUnpublishVolumeResponse> {
     const { kubeletRoot, publisher } = this.#options;
     const { volumeId, targetPath } = validateUnpublishRequest(request, { kubeletRoot });
-    // umount(2) follows symlinks too, so the same on-disk check guards teardown.
-    await checkTargetPathOnDisk(targetPath, kubeletRoot);
-    await publisher.unpublish(volumeId, targetPath);
+    try {
+      // umount(2) follows symlinks too, so the same on-disk check guards teardown.
+      await checkTargetPathOnDisk(targetPath, kubeletRoot);
+      await publisher.unpublish(volumeId, targetPath);
+    } catch (err) {
+      throw toCsiError(err);
+    }
     return {};
   }
 }

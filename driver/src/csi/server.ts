@@ -12,7 +12,7 @@ import { lstat, mkdir, unlink } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { dirname, isAbsolute } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { Logger } from '@spire-csi/sdk';
+import { silentLogger, type Logger } from '@spire-csi/sdk';
 import { loadProtos, type LoadedProtos } from '../proto/load.js';
 import { CsiError } from './errors.js';
 import type { CsiIdentity } from './identity-service.js';
@@ -50,7 +50,6 @@ const DEFAULT_SHUTDOWN_GRACE_MS = 5_000;
  * megabyte-long request field) is never delivered and the caller hangs until its deadline.
  */
 export const MAX_STATUS_DETAILS_CHARS = 4096;
-const noLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
 /** Returns the socket path of a `unix:///abs/path` endpoint (or of a bare absolute path). */
 export function parseCsiEndpoint(endpoint: string): string {
@@ -65,7 +64,7 @@ export function parseCsiEndpoint(endpoint: string): string {
 
 export async function startCsiServer(options: CsiServerOptions): Promise<CsiServer> {
   const socketPath = parseCsiEndpoint(options.endpoint);
-  const logger = options.logger ?? noLogger;
+  const logger = options.logger ?? silentLogger;
   const protos = options.protos ?? loadProtos();
   const { identity, node } = options;
 

@@ -1,6 +1,8 @@
 import { SpiffeId } from '@spire-csi/sdk';
+import { RESERVED_FILE_NAMES, RESERVED_FILE_SUFFIXES } from '@spire-csi/sdk/layout';
 import type { AccessModeName, NodePublishVolumeRequest, NodeUnpublishVolumeRequest } from '../proto/csi-messages.js';
-import { DEFAULT_FILES, DEFAULT_JWT_SVID_FILE, type PodInfo, type VolumeSpec } from '../volume/volume-spec.js';
+import type { PodReference } from '../identity/pod-reference.js';
+import { DEFAULT_FILES, DEFAULT_JWT_SVID_FILE,  type VolumeSpec } from '../volume/volume-spec.js';
 import { CsiError } from './errors.js';
 
 /*
@@ -48,9 +50,6 @@ export const ACCEPTED_ACCESS_MODES: readonly AccessModeName[] = [
   'MULTI_NODE_READER_ONLY',
 ];
 
-/** Names the driver itself writes into every volume (SPIFFE Filesystem Delivery + facts file). */
-const RESERVED_NAMES = ['credential-bundle.pem', 'identity.json'];
-const RESERVED_SUFFIXES = ['.spiffe-trust-bundle.pem', '.jwt-bundle.json'];
 const MAX_GROUP_ID = 2 ** 31 - 1;
 const MAX_FILE_NAME_BYTES = 255;
 /** CSI's general size limit for string fields (spec, "Size Limits"); kubelet's handles are 68 bytes. */
@@ -78,7 +77,7 @@ export function validatePublishRequest(req: NodePublishVolumeRequest, config: Va
   const rawTargetPath = requireTargetPath(req.target_path);
   const mountGroup = checkVolumeCapability(req);
   const context = req.volume_context ?? {};
-  const pod = checkPodInfo(context);
+  const pod = checkPodReference(context);
   checkEphemeral(context);
   if (req.readonly !== true) {
     throw invalid(
@@ -188,7 +187,7 @@ function checkVolumeCapability(req: NodePublishVolumeRequest): string {
   return mount.volume_mount_group ?? '';
 }
 
-function checkPodInfo(context: Record<string, string>): PodInfo {
+function checkPodReference(context: Record<string, string>): PodReference {
   const read = (key: string): string | undefined => (Object.hasOwn(context, key) ? context[key] : undefined);
   const name = read(POD_INFO_KEYS.name);
   const namespace = read(POD_INFO_KEYS.namespace);
@@ -246,7 +245,7 @@ function readSpireAttributes(context: Record<string, string>): SpireAttributes {
 function buildSpec(
   volumeId: string,
   targetPath: string,
-  pod: PodInfo,
+  pod: PodReference,
   mountGroup: string,
   attributes: SpireAttributes,
 ): VolumeSpec {
@@ -300,9 +299,9 @@ function fileName(name: SpireAttribute, attributes: SpireAttributes, fallback: s
   if (Buffer.byteLength(value, 'utf8') > MAX_FILE_NAME_BYTES) {
     throw invalid(`${field} is longer than ${MAX_FILE_NAME_BYTES} bytes${plain}`);
   }
-  if (RESERVED_NAMES.includes(value) || RESERVED_SUFFIXES.some((suffix) => value.endsWith(suffix))) {
+  if (RESERVED_FILE_NAMES.includes(value) || RESERVED_FILE_SUFFIXES.some((suffix) => value.endsWith(suffix))) {
     throw invalid(
-      `${field} ${q(value)} is reserved: the driver itself writes ${RESERVED_NAMES.join(', ')}, ` +
+      `${field} ${q(value)} is reserved: the driver itself writes ${RESERVED_FILE_NAMES.join(', ')}, ` +
         `<trust-domain>.spiffe-trust-bundle.pem and <trust-domain>.jwt-bundle.json; choose another name`,
     );
   }

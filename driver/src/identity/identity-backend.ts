@@ -1,9 +1,5 @@
 import type { status } from '@grpc/grpc-js';
-
-export interface Selector {
-  readonly type: string;
-  readonly value: string;
-}
+import type { PodReference } from './pod-reference.js';
 
 /** One X.509-SVID as the agent sends it, decoded from the wire but not yet validated. */
 export interface AgentX509Svid {
@@ -19,7 +15,7 @@ export interface AgentX509Svid {
 
 export interface X509SvidUpdate {
   readonly svids: readonly AgentX509Svid[];
-  /** As sent by SPIRE: `spiffe://<td>`. */
+  /** Trust domain names (no scheme), checked, deduplicated and sorted where the data entered. */
   readonly federatesWith: readonly string[];
 }
 
@@ -67,23 +63,34 @@ export interface Subscription {
 }
 
 /**
- * Where a volume's identity comes from. The Delegated Identity client implements it; the volume
- * manager depends only on this seam, so tests and future sources slot in without touching it.
+ * Where a volume's identity comes from: the seam between the volume code and an agent API. The
+ * Delegated Identity backend is the first implementation; the session and the manager depend only
+ * on this, naming pods, never selectors or references.
  */
-export interface IdentityProvider {
+export interface IdentityBackend {
+  /** Opens the shared streams, so readiness reflects the agent before any volume exists. */
+  start(): void;
   /** Shared bundle stream; a new listener immediately receives the latest bundles if any. */
   watchBundles(listener: (bundles: BundleUpdate) => void): () => void;
-  watchX509Svids(selectors: readonly Selector[], handlers: X509SvidHandlers): Subscription;
+  /** The pod's X.509-SVIDs, every message the full current set, until closed. */
+  subscribeX509Svids(pod: PodReference, handlers: X509SvidHandlers): Subscription;
   /**
-   * One FetchJWTSVIDs call: a JWT-SVID per registration entry matching the selectors, each for all
-   * `audiences` (at least one). Rejects with AgentError; an empty list means no entry matches yet.
+   * The pod's JWT-SVIDs, each for all `audiences` (at least one). Rejects with AgentError; an empty
+   * list means no registration entry gives the pod one yet.
    */
-  fetchJwtSvids(selectors: readonly Selector[], audiences: readonly string[], signal?: AbortSignal): Promise<AgentJwtSvid[]>;
+  fetchJwtSvids(pod: PodReference, audiences: readonly string[], signal?: AbortSignal): Promise<AgentJwtSvid[]>;
   /** Shared JWT bundle stream, opened on first use; a new listener immediately receives the latest bundles if any. */
   watchJwtBundles(listener: (bundles: JwtBundleUpdate) => void): () => void;
-  /** True while the agent answers (the bundle stream is established). */
+  /** True while the agent answers. */
   readonly connected: boolean;
   on(event: 'state', listener: (connected: boolean) => void): unknown;
   off(event: 'state', listener: (connected: boolean) => void): unknown;
+  /** How the agent is asked for this pod, for error messages (e.g. `selectors [k8s:ns:default, …]`). */
+  describe(pod: PodReference): string;
+  /**
+   * Why no identity arrives, in an operator's terms with the fix, when the agent's answer or the
+   * connection explains it; undefined when the session's own diagnosis says more.
+   */
+  unreadyReason(error: AgentError | undefined): string | undefined;
   close(): Promise<void>;
 }

@@ -1,47 +1,53 @@
-import { status } from '@grpc/grpc-js';
-import { CsiError } from '../csi/errors.js';
-import type { Selector } from '../identity/identity-backend.js';
-import { formatSelectors } from '../identity/delegated/selectors.js';
 import { TargetPathError } from '../target-path/target-path.js';
-import type { SessionDiagnosis } from '../session/volume-session.js';
 import type { VolumeSpec } from '../volume/volume-spec.js';
+
+/**
+ * What went wrong with a volume operation, for the CSI layer to turn into a status code:
+ * - `conflict`: the volume is already published with other parameters, or another volume holds the target;
+ * - `wrong-volume`: an unpublish names a target that holds another volume;
+ * - `not-ready`: no usable identity arrived in time (or the caller gave up first);
+ * - `shutting-down`: the driver is stopping; the caller should retry;
+ * - `cleanup-incomplete`: a failed publish could not remove what it made; the caller should retry;
+ * - `internal`: anything else, with what the driver was doing.
+ */
+export type ManagerErrorKind = 'conflict' | 'wrong-volume' | 'not-ready' | 'shutting-down' | 'cleanup-incomplete' | 'internal';
+
+export class ManagerError extends Error {
+  readonly kind: ManagerErrorKind;
+
+  constructor(kind: ManagerErrorKind, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ManagerError';
+    this.kind = kind;
+  }
+}
+
+export const SHUTTING_DOWN_MESSAGE = 'volume-manager: the driver is shutting down; retry';
 
 export interface NotReadyContext {
   readonly spec: VolumeSpec;
-  readonly selectors: readonly Selector[];
-  readonly diagnosis: SessionDiagnosis;
+  /** How the backend asks for this pod (e.g. `selectors [...]`). */
+  readonly asked: string;
+  /** What the session is still waiting for. */
+  readonly waitingFor: 'X.509-SVID' | 'JWT-SVID';
+  /** The backend's explanation when it has one, else the session's own diagnosis. */
+  readonly reason: string;
   readonly outcome: 'timeout' | 'aborted';
   readonly timeoutMs: number;
-  readonly agentConnected: boolean;
-  readonly agentSocket: string | undefined;
 }
 
 /**
  * The error a user reads in `kubectl describe pod` when no identity arrived: what was asked for
  * and the most likely fix.
  */
-export function notReadyError(ctx: NotReadyContext): CsiError {
-  const { spec, diagnosis } = ctx;
-  const svid = diagnosis.waitingFor;
+export function notReadyError(ctx: NotReadyContext): ManagerError {
   const what =
     ctx.outcome === 'timeout'
-      ? `no usable ${svid} arrived within ${formatMs(ctx.timeoutMs)}`
-      : `the request was cancelled before a usable ${svid} arrived`;
-  const socket = ctx.agentSocket === undefined ? 'its socket' : `its socket ${ctx.agentSocket}`;
-  let reason: string;
-  if (diagnosis.agentError?.kind === 'permission-denied') {
-    reason =
-      'the SPIRE agent answered PERMISSION_DENIED: this driver is not an authorized delegate; ' +
-      "add the driver's SPIFFE ID to authorized_delegates in the agent's admin API configuration";
-  } else if (diagnosis.agentError?.kind === 'unavailable' || !ctx.agentConnected) {
-    reason = `the SPIRE agent is unavailable at ${socket}; check that it runs on this node and exposes the admin socket`;
-  } else {
-    reason = diagnosis.problem;
-  }
-  return new CsiError(
-    status.DEADLINE_EXCEEDED,
-    `volume ${spec.volumeId} of pod ${spec.pod.namespace}/${spec.pod.name}: ${what} for selectors ` +
-      `[${formatSelectors(ctx.selectors)}]: ${reason}`,
+      ? `no usable ${ctx.waitingFor} arrived within ${formatMs(ctx.timeoutMs)}`
+      : `the request was cancelled before a usable ${ctx.waitingFor} arrived`;
+  return new ManagerError(
+    'not-ready',
+    `volume ${ctx.spec.volumeId} of pod ${ctx.spec.pod.namespace}/${ctx.spec.pod.name}: ${what} for ${ctx.asked}: ${ctx.reason}`,
   );
 }
 
@@ -49,9 +55,11 @@ function formatMs(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
 }
 
-/** Anything not already a CsiError reaches kubelet as INTERNAL, with what the driver was doing. */
-export function toCsiError(err: unknown, what: string): CsiError {
-  if (err instanceof CsiError) return err;
-  if (err instanceof TargetPathError) return new CsiError(status.FAILED_PRECONDITION, err.message, { cause: err });
-  return new CsiError(status.INTERNAL, `volume-manager: ${what} failed: ${(err as Error).message}`, { cause: err });
+/**
+ * Keeps domain errors as they are and wraps anything else as `internal`, saying what the driver
+ * was doing.
+ */
+export function asManagerError(err: unknown, what: string): Error {
+  if (err instanceof ManagerError || err instanceof TargetPathError) return err;
+  return new ManagerError('internal', `volume-manager: ${what} failed: ${(err as Error).message}`, { cause: err });
 }

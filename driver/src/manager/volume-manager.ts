@@ -1,27 +1,22 @@
 import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { status } from '@grpc/grpc-js';
-import { silentLogger, type Logger } from '@spire-csi/sdk';
-import { CsiError } from '../csi/errors.js';
+import { silentLogger } from '@spire-csi/sdk';
+import { systemClock, type Clock } from '@spire-csi/sdk/clock';
 import type { VolumePublisher } from './volume-publisher.js';
 import type { BackoffOptions } from '../retry/backoff.js';
-import type { IdentityProvider, Selector } from '../identity/identity-backend.js';
-import { buildSelectors } from '../identity/delegated/selectors.js';
-import type { Timers } from '../spire/timers.js';
+import type { IdentityBackend } from '../identity/identity-backend.js';
 import { ConcurrencyLimiter, DEFAULT_WRITE_CONCURRENCY } from '../concurrency/concurrency-limiter.js';
-import { FileSink, defaultWriterFactory, tmpfsWriterFactory, type WriterFactory } from '../storage/volume-files.js';
+import { VolumeFiles, defaultWriterFactory, tmpfsWriterFactory, type WriterFactory } from '../storage/volume-files.js';
 import { KeyedMutex, mapConcurrent } from '../concurrency/keyed-mutex.js';
-import { childLogger, type DriverLogger } from '../volume/logger.js';
+import { childLogger, type DriverLogger } from '../logging.js';
 import { DEFAULT_TMPFS_SIZE_BYTES, type Mounter, type TmpfsOptions } from '../mount/mounter.js';
 import { PemMemo } from '../storage/pem-memo.js';
-import { notReadyError, toCsiError } from './errors.js';
-import type { VolumeSink } from '../session/volume-state.js';
-import { diffSpecs } from '../volume/spec-diff.js';
+import { ManagerError, SHUTTING_DOWN_MESSAGE, asManagerError, notReadyError } from './errors.js';
 import { SvidValidationCache } from '../session/svid-validation-cache.js';
 import { exists, hasPayload, makeMountDir, podDirOf, removeMountDir } from '../target-path/target-path.js';
-import { VolumeEvents } from './volume-events.js';
+import { VolumeEvents } from '../volume/volume-events.js';
 import { VolumeSession } from '../session/volume-session.js';
-import { sameSpec, type VolumeSpec } from '../volume/volume-spec.js';
+import { diffSpecs, sameSpec, type VolumeSpec } from '../volume/volume-spec.js';
 import { VolumeStoreError, type VolumeRecord, type VolumeStore } from '../metadata/volume-store.js';
 
 export const DEFAULT_PUBLISH_TIMEOUT_MS = 30_000;
@@ -32,12 +27,12 @@ const CLEANUP_MAX_DELAY_MS = 3000;
 export interface VolumeManagerOptions {
   readonly store: VolumeStore;
   readonly mounter: Mounter;
-  readonly identity: IdentityProvider;
-  readonly nodeName: string;
+  readonly identity: IdentityBackend;
   readonly logger?: DriverLogger;
   readonly publishTimeoutMs?: number;
   readonly tmpfsSizeBytes?: number;
-  readonly clock?: () => Date;
+  /** Time for records, validity checks, publish timeouts, retries and JWT refreshes. */
+  readonly clock?: Clock;
   /** Overrides the writer chosen by `targetsOnTmpfs`. */
   readonly writerFactory?: WriterFactory;
   /**
@@ -48,14 +43,9 @@ export interface VolumeManagerOptions {
   readonly targetsOnTmpfs?: boolean;
   /** Most volume writes in flight at once across all volumes (default 32). */
   readonly writeConcurrency?: number;
-  /** Where each volume's state goes; defaults to the file sink alone. */
-  readonly sinkFactory?: (spec: VolumeSpec) => VolumeSink[];
   readonly resumeConcurrency?: number;
-  /** Named in errors when the agent cannot be reached. */
-  readonly agentSocket?: string;
+  /** First delay before rewriting a volume whose files could not be written. */
   readonly retryDelayMs?: number;
-  /** JWT-SVID refresh scheduling; with `clock`, lets tests drive refreshes without waiting. */
-  readonly timers?: Timers;
   /** Uniform [0, 1) for JWT refresh jitter and retry backoff. */
   readonly random?: () => number;
   /** Retry schedule after a failed JWT-SVID fetch. */
@@ -77,6 +67,7 @@ export class VolumeManager implements VolumePublisher {
   readonly events = new VolumeEvents();
   private readonly opts: VolumeManagerOptions;
   private readonly logger: DriverLogger;
+  private readonly clock: Clock;
   private readonly mutex = new KeyedMutex();
   private readonly sessions = new Map<string, VolumeSession>();
   private readonly svidCache = new SvidValidationCache();
@@ -88,8 +79,10 @@ export class VolumeManager implements VolumePublisher {
   constructor(options: VolumeManagerOptions) {
     this.opts = options;
     this.logger = options.logger ?? silentLogger;
+    this.clock = options.clock ?? systemClock;
     // Replaced payload directories are removed once writes have been quiet for a moment (at most a
-    // few seconds later): a rotation reaches every folder first, then the old copies go.
+    // few seconds later): a rotation reaches every folder first, then the old copies go. This
+    // housekeeping runs on real time, not the injected clock: it never changes what a pod reads.
     this.writeSlots = new ConcurrencyLimiter(options.writeConcurrency ?? DEFAULT_WRITE_CONCURRENCY, {
       quietMs: CLEANUP_QUIET_MS,
       maxDelayMs: CLEANUP_MAX_DELAY_MS,
@@ -120,25 +113,25 @@ export class VolumeManager implements VolumePublisher {
   async publish(spec: VolumeSpec, signal?: AbortSignal): Promise<void> {
     const started = performance.now();
     await this.mutex.run(spec.volumeId, () => this.publishLocked(spec, signal)).catch((err: unknown) => {
-      throw toCsiError(err, `publishing volume ${spec.volumeId}`);
+      throw asManagerError(err, `publishing volume ${spec.volumeId}`);
     });
     this.events.emit('published', { volumeId: spec.volumeId, durationMs: performance.now() - started });
   }
 
   private async publishLocked(spec: VolumeSpec, signal: AbortSignal | undefined): Promise<void> {
-    if (this.stopped) throw new CsiError(status.UNAVAILABLE, 'volume-manager: the driver is shutting down; retry');
+    if (this.stopped) throw new ManagerError('shutting-down', SHUTTING_DOWN_MESSAGE);
     const log = this.volumeLogger(spec);
     const existing = await this.readRecord(spec.volumeId, log);
     if (existing !== undefined && !sameSpec(existing.spec, spec)) {
-      throw new CsiError(
-        status.ALREADY_EXISTS,
+      throw new ManagerError(
+        'conflict',
         `volume ${spec.volumeId} is already published with different parameters: ${diffSpecs(existing.spec, spec).join('; ')}`,
       );
     }
     const owner = existing === undefined ? this.ownerOfTarget(spec.targetPath, spec.volumeId) : undefined;
     if (owner !== undefined) {
-      throw new CsiError(
-        status.ALREADY_EXISTS,
+      throw new ManagerError(
+        'conflict',
         `target_path ${JSON.stringify(spec.targetPath)} already holds volume ${owner}; publish volume ${spec.volumeId} at its own target path`,
       );
     }
@@ -168,8 +161,8 @@ export class VolumeManager implements VolumePublisher {
       const owner = record === undefined ? this.ownerOfTarget(targetPath, volumeId) : undefined;
       if (owner !== undefined) {
         // Never unmount another volume's tmpfs because a request named its path with a wrong id.
-        throw new CsiError(
-          status.FAILED_PRECONDITION,
+        throw new ManagerError(
+          'wrong-volume',
           `target_path ${JSON.stringify(targetPath)} holds volume ${owner}, not ${volumeId}; nothing was changed`,
         );
       }
@@ -235,12 +228,12 @@ export class VolumeManager implements VolumePublisher {
     return 'resumed';
   }
 
-  private async freshPublish(spec: VolumeSpec, mounted: boolean, log: Logger, signal?: AbortSignal): Promise<void> {
+  private async freshPublish(spec: VolumeSpec, mounted: boolean, log: DriverLogger, signal?: AbortSignal): Promise<void> {
     try {
       // The record is in place before any side effect (a restarted driver finds it); making it
       // durable against a power loss overlaps with the mount and the first SVID, and is awaited
       // before the publish answers.
-      const staged = await this.opts.store.stage(spec, (this.opts.clock ?? (() => new Date()))());
+      const staged = await this.opts.store.stage(spec, this.clock.now());
       const committed = staged.commit();
       const served = (async (): Promise<void> => {
         await makeMountDir(spec.targetPath);
@@ -266,16 +259,16 @@ export class VolumeManager implements VolumePublisher {
       if (!cleaned) {
         // Kubelet forgets a volume after a final error, so leftovers would never be unpublished:
         // answer with a status kubelet treats as uncertain, and it calls again (or unpublishes).
-        throw new CsiError(
-          status.ABORTED,
+        throw new ManagerError(
+          'cleanup-incomplete',
           `publishing volume ${spec.volumeId} failed (${(err as Error).message}) and its cleanup did not finish; retry`,
           { cause: err },
         );
       }
-      if (this.stopped && !(err instanceof CsiError)) {
-        throw new CsiError(status.UNAVAILABLE, 'volume-manager: the driver is shutting down; retry', { cause: err });
+      if (this.stopped && !(err instanceof ManagerError)) {
+        throw new ManagerError('shutting-down', SHUTTING_DOWN_MESSAGE, { cause: err });
       }
-      throw toCsiError(err, `publishing volume ${spec.volumeId}`);
+      throw asManagerError(err, `publishing volume ${spec.volumeId}`);
     }
   }
 
@@ -291,17 +284,14 @@ export class VolumeManager implements VolumePublisher {
     await this.internal('removing the volume record', () => this.opts.store.remove(volumeId));
   }
 
-  private startSession(spec: VolumeSpec, log: Logger): VolumeSession {
-    const sinks = this.opts.sinkFactory?.(spec) ?? [new FileSink(spec, { writerFactory: this.writerFactory, pem: this.pem })];
+  private startSession(spec: VolumeSpec, log: DriverLogger): VolumeSession {
     const session = new VolumeSession(spec, {
       identity: this.opts.identity,
-      selectors: this.selectorsFor(spec),
-      sinks,
+      files: new VolumeFiles(spec, { writerFactory: this.writerFactory, pem: this.pem }),
       logger: log,
-      clock: this.opts.clock ?? (() => new Date()),
+      clock: this.clock,
       events: this.events,
       retryDelayMs: this.opts.retryDelayMs,
-      timers: this.opts.timers,
       random: this.opts.random,
       jwtRetry: this.opts.jwtRetry,
       svidCache: this.svidCache,
@@ -312,20 +302,17 @@ export class VolumeManager implements VolumePublisher {
     return session;
   }
 
-  private notReady(spec: VolumeSpec, session: VolumeSession, outcome: 'timeout' | 'aborted'): CsiError {
+  private notReady(spec: VolumeSpec, session: VolumeSession, outcome: 'timeout' | 'aborted'): ManagerError {
+    const diagnosis = session.diagnosis();
+    const { identity } = this.opts;
     return notReadyError({
       spec,
-      selectors: this.selectorsFor(spec),
-      diagnosis: session.diagnosis(),
+      asked: identity.describe(spec.pod),
+      waitingFor: diagnosis.waitingFor,
+      reason: identity.unreadyReason(diagnosis.agentError) ?? diagnosis.problem,
       outcome,
       timeoutMs: this.timeoutMs,
-      agentConnected: this.opts.identity.connected,
-      agentSocket: this.opts.agentSocket,
     });
-  }
-
-  private selectorsFor(spec: VolumeSpec): Selector[] {
-    return buildSelectors(spec.pod, this.opts.nodeName);
   }
 
   private tmpfsOptions(spec: VolumeSpec): TmpfsOptions {
@@ -338,7 +325,7 @@ export class VolumeManager implements VolumePublisher {
     return this.opts.publishTimeoutMs ?? DEFAULT_PUBLISH_TIMEOUT_MS;
   }
 
-  private volumeLogger(spec: VolumeSpec): Logger {
+  private volumeLogger(spec: VolumeSpec): DriverLogger {
     return childLogger(this.logger, { volumeId: spec.volumeId, pod: spec.pod.name, namespace: spec.pod.namespace });
   }
 
@@ -351,7 +338,7 @@ export class VolumeManager implements VolumePublisher {
   }
 
   /** A corrupt record is treated as absent (and overwritten by a publish); it holds no secrets. */
-  private async readRecord(volumeId: string, log: Logger): Promise<VolumeRecord | undefined> {
+  private async readRecord(volumeId: string, log: DriverLogger): Promise<VolumeRecord | undefined> {
     try {
       return await this.opts.store.get(volumeId);
     } catch (err) {
@@ -359,7 +346,7 @@ export class VolumeManager implements VolumePublisher {
         log.warn({ reason: err.message }, 'ignoring a corrupt volume record');
         return undefined;
       }
-      throw toCsiError(err, 'reading the volume record');
+      throw asManagerError(err, 'reading the volume record');
     }
   }
 
@@ -367,7 +354,7 @@ export class VolumeManager implements VolumePublisher {
     try {
       return await fn();
     } catch (err) {
-      throw toCsiError(err, what);
+      throw asManagerError(err, what);
     }
   }
 }

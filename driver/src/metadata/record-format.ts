@@ -1,49 +1,52 @@
-import type { PodInfo, SplitFileNames, VolumeSpec } from '../volume/volume-spec.js';
+import { VOLUME_SPEC_FIELDS, valueAt, type SpecFieldType, type VolumeSpec } from '../volume/volume-spec.js';
 
-/** Rebuilds a VolumeSpec from untrusted JSON (a record on disk), checking every field's type. */
+/**
+ * Rebuilds a VolumeSpec from untrusted JSON (a record on disk), checking every field's type by the
+ * spec's field table. Fields the table does not name are dropped, so a record can never carry more
+ * into the driver than a publish request could.
+ */
 export function parseVolumeSpec(raw: unknown): VolumeSpec {
-  const obj = asObject(raw, 'spec');
-  const pod = asObject(obj.pod, 'spec.pod');
-  const files = asObject(obj.files, 'spec.files');
-  const podInfo: PodInfo = {
-    name: str(pod.name, 'spec.pod.name'),
-    namespace: str(pod.namespace, 'spec.pod.namespace'),
-    uid: str(pod.uid, 'spec.pod.uid'),
-    serviceAccount: str(pod.serviceAccount, 'spec.pod.serviceAccount'),
-  };
-  const fileNames: SplitFileNames = {
-    svid: str(files.svid, 'spec.files.svid'),
-    key: str(files.key, 'spec.files.key'),
-    bundle: str(files.bundle, 'spec.files.bundle'),
-  };
-  if (obj.fsGroup !== null && !(Number.isInteger(obj.fsGroup) && (obj.fsGroup as number) >= 0)) {
-    throw new Error('spec.fsGroup must be null or a non-negative integer');
+  asObject(raw, 'spec');
+  const out: Record<string, unknown> = {};
+  for (const field of VOLUME_SPEC_FIELDS) {
+    const name = ['spec', ...field.path].join('.');
+    for (let depth = 1; depth < field.path.length; depth++) {
+      asObject(valueAt(raw, field.path.slice(0, depth)), ['spec', ...field.path.slice(0, depth)].join('.'));
+    }
+    setAt(out, field.path, checked(valueAt(raw, field.path), field.type, name));
   }
-  if (obj.spiffeId !== null && typeof obj.spiffeId !== 'string') throw new Error('spec.spiffeId must be null or a string');
-  if (typeof obj.bundleIncludeFederated !== 'boolean') throw new Error('spec.bundleIncludeFederated must be a boolean');
-  const audiences = obj.jwtAudiences;
-  if (!Array.isArray(audiences) || !audiences.every((a) => typeof a === 'string')) {
-    throw new Error('spec.jwtAudiences must be an array of strings');
+  return out as unknown as VolumeSpec;
+}
+
+function checked(value: unknown, type: SpecFieldType, name: string): unknown {
+  switch (type) {
+    case 'string':
+      if (typeof value !== 'string' || value === '') throw new Error(`${name} must be a non-empty string`);
+      return value;
+    case 'boolean':
+      if (typeof value !== 'boolean') throw new Error(`${name} must be a boolean`);
+      return value;
+    case 'gid-or-null':
+      if (value !== null && !(Number.isInteger(value) && (value as number) >= 0)) {
+        throw new Error(`${name} must be null or a non-negative integer`);
+      }
+      return value;
+    case 'string-or-null':
+      if (value !== null && typeof value !== 'string') throw new Error(`${name} must be null or a string`);
+      return value;
+    case 'strings':
+      if (!Array.isArray(value) || !value.every((a) => typeof a === 'string')) throw new Error(`${name} must be an array of strings`);
+      return [...(value as string[])];
   }
-  return {
-    volumeId: str(obj.volumeId, 'spec.volumeId'),
-    targetPath: str(obj.targetPath, 'spec.targetPath'),
-    pod: podInfo,
-    files: fileNames,
-    bundleIncludeFederated: obj.bundleIncludeFederated,
-    fsGroup: obj.fsGroup as number | null,
-    spiffeId: obj.spiffeId as string | null,
-    jwtAudiences: audiences as string[],
-    jwtSvidFile: str(obj.jwtSvidFile, 'spec.jwtSvidFile'),
-  };
+}
+
+function setAt(obj: Record<string, unknown>, path: readonly string[], value: unknown): void {
+  let target = obj;
+  for (const key of path.slice(0, -1)) target = (target[key] ??= {}) as Record<string, unknown>;
+  target[path[path.length - 1]!] = value;
 }
 
 function asObject(value: unknown, what: string): Record<string, unknown> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error(`${what} must be an object`);
   return value as Record<string, unknown>;
-}
-
-function str(value: unknown, what: string): string {
-  if (typeof value !== 'string' || value === '') throw new Error(`${what} must be a non-empty string`);
-  return value;
 }

@@ -1,4 +1,4 @@
-import type { RotatedEvent, VolumeErrorEvent, VolumeEvents } from '../manager/volume-events.js';
+import type { RotatedEvent, VolumeErrorEvent, VolumeEvents } from '../volume/volume-events.js';
 import type { DriverMetrics } from './driver-metrics.js';
 
 /** The agent connectivity signal; the Delegated Identity client (any IdentityProvider) fits. */

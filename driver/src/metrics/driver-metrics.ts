@@ -1,5 +1,6 @@
+import { systemClock, type Clock } from '@spire-csi/sdk/clock';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { VolumeErrorKind } from '../manager/volume-events.js';
+import type { VolumeErrorKind } from '../volume/volume-events.js';
 
 /** What the scrape-time gauges read; the VolumeManager satisfies it. */
 export interface VolumeStats {
@@ -10,7 +11,7 @@ export interface VolumeStats {
 export interface DriverMetricsOptions {
   readonly volumes: VolumeStats;
   /** Defaults to the wall clock; tests pin it. */
-  readonly clock?: () => Date;
+  readonly clock?: Clock;
   /** process_* and nodejs_* metrics; on by default. */
   readonly defaultMetrics?: boolean;
 }
@@ -49,7 +50,7 @@ export class DriverMetrics {
 
   constructor(options: DriverMetricsOptions) {
     const registers = [this.registry];
-    const clock = options.clock ?? (() => new Date());
+    const clock = options.clock ?? systemClock;
     const stats = options.volumes;
 
     this.volumes = new Gauge({
@@ -102,7 +103,7 @@ export class DriverMetrics {
         const expiry = stats.earliestExpiry();
         // No sample rather than 0: 0 would read as "expiring now" and fire alerts on an idle node.
         if (expiry === undefined) this.svidExpiry.remove({});
-        else this.svidExpiry.set((expiry.getTime() - clock().getTime()) / 1000);
+        else this.svidExpiry.set((expiry.getTime() - clock.now().getTime()) / 1000);
       },
     });
 

@@ -1,6 +1,7 @@
 import { Backoff, type BackoffOptions } from '../retry/backoff.js';
-import { AgentError, type IdentityProvider, type Selector } from '../identity/identity-backend.js';
-import type { Timers } from '../spire/timers.js';
+import type { Clock, ClockTimer } from '@spire-csi/sdk/clock';
+import { AgentError, type IdentityBackend } from '../identity/identity-backend.js';
+import type { PodReference } from '../identity/pod-reference.js';
 import { AgentJwtError, checkAgentJwtSvid, chooseJwtSvid, type CheckedJwtSvid } from './agent-jwt.js';
 
 /** Longest delay setTimeout honours; anything longer fires at once. */
@@ -21,12 +22,11 @@ export interface JwtFailure {
 }
 
 export interface JwtRefresherOptions {
-  readonly identity: IdentityProvider;
-  readonly selectors: readonly Selector[];
+  readonly identity: IdentityBackend;
+  readonly pod: PodReference;
   readonly audiences: readonly string[];
   readonly spiffeId: string | null;
-  readonly clock: () => Date;
-  readonly timers: Timers;
+  readonly clock: Clock;
   /** Uniform [0, 1) for the refresh jitter and the retry backoff. */
   readonly random: () => number;
   readonly retry?: BackoffOptions;
@@ -53,12 +53,12 @@ export function jwtRefreshDelayMs(expiresAt: Date, now: Date, random: () => numb
 /**
  * Keeps one volume's JWT-SVID fresh: fetches at start, then again before expiry; failures are
  * retried with capped, jittered backoff while the last good token stays in place. Time comes from
- * the injected clock and timers, so tests drive refreshes without waiting.
+ * the injected clock, so tests drive refreshes without waiting.
  */
 export class JwtRefresher {
   private readonly opts: JwtRefresherOptions;
   private readonly backoff: Backoff;
-  private timer: unknown = null;
+  private timer: ClockTimer | null = null;
   private inFlight: AbortController | null = null;
   private closed = false;
 
@@ -75,7 +75,7 @@ export class JwtRefresher {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    if (this.timer !== null) this.opts.timers.clearTimeout(this.timer);
+    if (this.timer !== null) this.opts.clock.clearTimeout(this.timer);
     this.timer = null;
     this.inFlight?.abort();
     this.inFlight = null;
@@ -84,12 +84,12 @@ export class JwtRefresher {
   private async fetch(): Promise<void> {
     this.timer = null;
     if (this.closed) return;
-    const { identity, selectors, audiences } = this.opts;
+    const { identity, pod, audiences } = this.opts;
     const controller = new AbortController();
     this.inFlight = controller;
     let outcome: { token: CheckedJwtSvid } | { problem: string; agentError?: AgentError; invalid: boolean };
     try {
-      const svids = await identity.fetchJwtSvids(selectors, audiences, controller.signal);
+      const svids = await identity.fetchJwtSvids(pod, audiences, controller.signal);
       outcome = this.pick(svids);
     } catch (error) {
       outcome =
@@ -101,7 +101,7 @@ export class JwtRefresher {
     this.inFlight = null;
     if ('token' in outcome) {
       this.backoff.reset();
-      this.schedule(jwtRefreshDelayMs(outcome.token.expiresAt, this.opts.clock(), this.opts.random));
+      this.schedule(jwtRefreshDelayMs(outcome.token.expiresAt, this.opts.clock.now(), this.opts.random));
       this.opts.onToken(outcome.token);
       return;
     }
@@ -121,7 +121,7 @@ export class JwtRefresher {
       return { problem, invalid: false };
     }
     try {
-      return { token: checkAgentJwtSvid(chosen, audiences, this.opts.clock()) };
+      return { token: checkAgentJwtSvid(chosen, audiences, this.opts.clock.now()) };
     } catch (error) {
       if (!(error instanceof AgentJwtError)) throw error;
       return { problem: error.message, invalid: true };
@@ -130,6 +130,6 @@ export class JwtRefresher {
 
   private schedule(delayMs: number): void {
     if (this.closed) return;
-    this.timer = this.opts.timers.setTimeout(() => void this.fetch(), delayMs);
+    this.timer = this.opts.clock.setTimeout(() => void this.fetch(), delayMs);
   }
 }

@@ -1,37 +1,32 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from '@spire-csi/sdk';
-import type { BackoffOptions } from '../retry/backoff.js';
-import type {
-  AgentError,
-  BundleUpdate,
-  IdentityProvider,
-  JwtBundleUpdate,
-  Selector,
-  Subscription,
-  X509SvidUpdate,
-} from '../identity/identity-backend.js';
-import { parseJwks } from '../identity/jwks.js';
-import { systemTimers, type Timers } from '../spire/timers.js';
+import type { Clock, ClockTimer } from '@spire-csi/sdk/clock';
+import { Backoff, type BackoffOptions } from '../retry/backoff.js';
+import type { AgentError, BundleUpdate, IdentityBackend, JwtBundleUpdate, Subscription, X509SvidUpdate } from '../identity/identity-backend.js';
 import type { CheckedJwtSvid } from './agent-jwt.js';
-import { AgentSvidError, chooseSvid, normalizeFederatesWith } from './agent-svid.js';
+import { AgentSvidError, chooseSvid } from './agent-svid.js';
 import type { ConcurrencyLimiter } from '../concurrency/concurrency-limiter.js';
 import { JwtRefresher, type JwtFailure } from './jwt-refresher.js';
-import type { VolumeJwtState, VolumeSink, VolumeState } from './volume-state.js';
+import type { VolumeJwtState, VolumeState } from '../volume/volume-state.js';
 import { SvidValidationCache, type ValidatedSvid } from './svid-validation-cache.js';
-import type { VolumeEvents } from '../manager/volume-events.js';
+import type { VolumeEvents } from '../volume/volume-events.js';
 import type { VolumeSpec } from '../volume/volume-spec.js';
 
+/** Where a session's states go: the volume's files (storage/VolumeFiles). */
+export interface StateWriter {
+  /** Resolves true when what is served changed. Throws when the state could not be written. */
+  write(state: VolumeState): Promise<boolean>;
+}
+
 export interface SessionDeps {
-  readonly identity: IdentityProvider;
-  readonly selectors: readonly Selector[];
-  readonly sinks: readonly VolumeSink[];
+  readonly identity: IdentityBackend;
+  readonly files: StateWriter;
   readonly logger: Logger;
-  readonly clock: () => Date;
+  /** Validity checks, the publish wait, write retries and JWT refreshes all run on it. */
+  readonly clock: Clock;
   readonly events: VolumeEvents;
-  /** First retry delay after a sink failed; doubles up to 30 s. */
+  /** First retry delay after a write failed; doubles up to 30 s. */
   readonly retryDelayMs?: number;
-  /** Schedule JWT-SVID refreshes and retries (with `clock`, lets tests drive time). */
-  readonly timers?: Timers;
   /** Uniform [0, 1) for refresh jitter and retry backoff. */
   readonly random?: () => number;
   /** Retry schedule after a failed JWT-SVID fetch. */
@@ -92,8 +87,8 @@ export class VolumeSession {
   private dirty = false;
   private flushing: Promise<void> = Promise.resolve();
   private running = false;
-  private retryTimer: NodeJS.Timeout | undefined;
-  private retryDelay: number;
+  private retryTimer: ClockTimer | undefined;
+  private readonly retry: Backoff;
   private closed = false;
   private readonly waiters = new Set<{ resolve: () => void; reject: (err: Error) => void }>();
   private readonly svidCache: SvidValidationCache;
@@ -102,7 +97,8 @@ export class VolumeSession {
     this.spec = spec;
     this.deps = deps;
     this.svidCache = deps.svidCache ?? new SvidValidationCache({ maxEntries: 2 });
-    this.retryDelay = deps.retryDelayMs ?? 1000;
+    // Deterministic doubling: one volume's write retries need no jitter against other volumes'.
+    this.retry = new Backoff({ initialMs: deps.retryDelayMs ?? 1000, maxMs: 30_000, multiplier: 2, jitter: 'none' });
     this.jwtRequested = spec.jwtAudiences.length > 0;
   }
 
@@ -123,12 +119,12 @@ export class VolumeSession {
   }
 
   start(): void {
-    const { identity, selectors, logger } = this.deps;
+    const { identity, logger } = this.deps;
     this.unwatchBundles = identity.watchBundles((bundles) => {
       this.bundles = bundles;
       this.schedule();
     });
-    this.subscription = identity.watchX509Svids(selectors, {
+    this.subscription = identity.subscribeX509Svids(this.spec.pod, {
       onUpdate: (update) => {
         this.update = update;
         this.agentError = undefined;
@@ -144,18 +140,17 @@ export class VolumeSession {
   }
 
   private startJwt(): void {
-    const { identity, selectors } = this.deps;
+    const { identity } = this.deps;
     this.unwatchJwtBundles = identity.watchJwtBundles((bundles) => {
       this.jwtBundles = bundles;
       this.schedule();
     });
     this.refresher = new JwtRefresher({
       identity,
-      selectors,
+      pod: this.spec.pod,
       audiences: this.spec.jwtAudiences,
       spiffeId: this.spec.spiffeId,
       clock: this.deps.clock,
-      timers: this.deps.timers ?? systemTimers,
       random: this.deps.random ?? Math.random,
       retry: this.deps.jwtRetry,
       onToken: (token) => {
@@ -186,18 +181,19 @@ export class VolumeSession {
     if (this.closed) return Promise.reject(new SessionClosedError(this.spec.volumeId));
     if (signal?.aborted) return Promise.resolve('aborted');
     return new Promise((resolve, reject) => {
+      const { clock } = this.deps;
       const finish = (outcome: 'ready' | 'timeout' | 'aborted'): void => {
-        clearTimeout(timer);
+        clock.clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
         this.waiters.delete(waiter);
         resolve(outcome);
       };
       const onAbort = (): void => finish('aborted');
-      const timer = setTimeout(() => finish('timeout'), timeoutMs);
+      const timer = clock.setTimeout(() => finish('timeout'), timeoutMs);
       const waiter = {
         resolve: () => finish('ready'),
         reject: (err: Error) => {
-          clearTimeout(timer);
+          clock.clearTimeout(timer);
           signal?.removeEventListener('abort', onAbort);
           this.waiters.delete(waiter);
           reject(err);
@@ -211,14 +207,14 @@ export class VolumeSession {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    clearTimeout(this.retryTimer);
+    this.deps.clock.clearTimeout(this.retryTimer);
     this.subscription?.close();
     this.unwatchBundles?.();
     this.refresher?.close();
     this.unwatchJwtBundles?.();
     for (const waiter of [...this.waiters]) waiter.reject(new SessionClosedError(this.spec.volumeId));
+    // The files stay for the running pod; unpublish removes the mount.
     await this.flushing;
-    await Promise.all(this.deps.sinks.map((sink) => sink.close()));
   }
 
   private schedule(): void {
@@ -260,12 +256,11 @@ export class VolumeSession {
       if (this.delivered !== undefined) logger.warn({ reason: this.problem }, 'no usable SVID in the update; keeping the last good files');
       return;
     }
-    const federation = normalizeFederatesWith(update.federatesWith);
-    if (federation.invalid.length > 0) logger.warn({ invalid: federation.invalid }, 'ignoring malformed federates_with entries');
-    const now = clock();
+    const federatesWith = update.federatesWith;
+    const now = clock.now();
     let validated: ValidatedSvid;
     try {
-      validated = this.svidCache.validate(chosen, bundles, { now, federatesWith: federation.domains });
+      validated = this.svidCache.validate(chosen, bundles, { now, federatesWith });
     } catch (err) {
       if (!(err instanceof AgentSvidError)) throw err;
       this.problem = err.message;
@@ -281,17 +276,17 @@ export class VolumeSession {
     this.x509Ready = true;
     let jwt: VolumeJwtState | undefined;
     if (this.jwtRequested) {
-      jwt = this.jwtState(federation.domains);
+      jwt = this.jwtState(federatesWith);
       if (jwt === undefined) return;
     }
     const x509Fingerprint = validated.fingerprint;
     const fingerprint = jwt === undefined ? x509Fingerprint : `${x509Fingerprint}:${jwtFingerprintOf(jwt)}`;
     if (fingerprint === this.delivered?.fingerprint) return;
-    const state: VolumeState = { spec: this.spec, svid: chosen, parsed, bundles, federatesWith: federation.domains, jwt, updatedAt: now };
+    const state: VolumeState = { spec: this.spec, svid: chosen, parsed, bundles, federatesWith, jwt, updatedAt: now };
     const deliver = async (): Promise<void> => {
       // Closed while waiting for a slot: the folder is being torn down, nothing may be written.
       if (this.closed) return;
-      for (const sink of this.deps.sinks) await sink.update(state);
+      await this.deps.files.write(state);
     };
     try {
       await (this.deps.writeSlots === undefined ? deliver() : this.deps.writeSlots.run(deliver));
@@ -306,11 +301,11 @@ export class VolumeSession {
     const initial = this.delivered === undefined;
     const rotated = initial || this.delivered?.x509Fingerprint !== x509Fingerprint;
     this.delivered = { fingerprint, x509Fingerprint, notAfter: parsed.notAfter };
-    this.retryDelay = this.deps.retryDelayMs ?? 1000;
+    this.retry.reset();
     const facts = {
       spiffeId: chosen.spiffeId,
       notAfter: parsed.notAfter.toISOString(),
-      federatesWith: federation.domains,
+      federatesWith,
       ...(jwt === undefined ? {} : { jwtAudiences: jwt.audiences, jwtExpiresAt: jwt.expiresAt.toISOString() }),
     };
     logger.info(facts, initial ? 'identity published' : rotated ? 'identity updated' : 'JWT-SVID refreshed');
@@ -332,22 +327,10 @@ export class VolumeSession {
     }
     const own = token.spiffeId.trustDomain.name;
     const bundles = new Map<string, Buffer>();
+    // Every JWKS was checked where it entered (identity/); here only the domains this volume may use are picked.
     for (const td of [own, ...federated]) {
       const jwks = all.get(td);
-      if (jwks === undefined || bundles.has(td)) continue;
-      try {
-        parseJwks(jwks);
-      } catch (err) {
-        if (td === own) {
-          this.problem = `the JWT bundle for ${own} is unusable: ${(err as Error).message}`;
-          this.deps.events.emitError('invalid-svid', this.spec.volumeId);
-          this.deps.logger.warn({ reason: this.problem }, 'rejected the JWT bundle update; keeping the last good files');
-          return undefined;
-        }
-        this.deps.logger.warn({ trustDomain: td, reason: (err as Error).message }, 'skipping an unusable federated JWT bundle');
-        continue;
-      }
-      bundles.set(td, jwks);
+      if (jwks !== undefined) bundles.set(td, jwks);
     }
     if (!bundles.has(own)) {
       this.problem = `no JWT bundle for ${own} yet`;
@@ -358,12 +341,10 @@ export class VolumeSession {
 
   private scheduleRetry(): void {
     if (this.closed || this.retryTimer !== undefined) return;
-    this.retryTimer = setTimeout(() => {
+    this.retryTimer = this.deps.clock.setTimeout(() => {
       this.retryTimer = undefined;
       this.schedule();
-    }, this.retryDelay);
-    this.retryTimer.unref();
-    this.retryDelay = Math.min(this.retryDelay * 2, 30_000);
+    }, this.retry.next());
   }
 }
 

@@ -2,6 +2,8 @@ import { randomBytes } from 'node:crypto';
 import * as nodeFs from 'node:fs/promises';
 import type { Dirent } from 'node:fs';
 import { join } from 'node:path';
+import { DATA_LINK, DATA_TMP_LINK, PAYLOAD_DIR_PATTERN } from '@spire-csi/sdk/layout';
+import { systemClock, type Clock } from '@spire-csi/sdk/clock';
 import { isErrno } from '../errno.js';
 
 export interface PayloadFile {
@@ -51,7 +53,8 @@ export interface AtomicWriterOptions {
   /** Mode of each payload directory; the tmpfs root above it is what restricts entry. */
   readonly dirMode?: number;
   readonly fs?: WriterFs;
-  readonly now?: () => Date;
+  /** Names payload directories by time. */
+  readonly clock?: Clock;
   /**
    * fsync each file and directory before and after the swap (default true). Only a target on a
    * memory filesystem (the driver's tmpfs, which does not survive a reboot anyway) may turn it
@@ -82,9 +85,9 @@ export class AtomicWriterError extends Error {
   }
 }
 
-const DATA = '..data';
-const DATA_TMP = '..data_tmp';
-const PAYLOAD_DIR = /^\.\.\d{4}_\d{2}_\d{2}_\d{2}_\d{2}_\d{2}\.[0-9a-f]+$/;
+const DATA = DATA_LINK;
+const DATA_TMP = DATA_TMP_LINK;
+const PAYLOAD_DIR = PAYLOAD_DIR_PATTERN;
 
 /**
  * Kubernetes' projected-volume layout: files live in `..<timestamp>.<random>/`, `..data` links to
@@ -95,7 +98,7 @@ export class AtomicWriter {
   readonly targetDir: string;
   private readonly dirMode: number;
   private readonly fs: WriterFs;
-  private readonly now: () => Date;
+  private readonly clock: Clock;
   private readonly durable: boolean;
   private readonly deferCleanup: ((task: () => Promise<void>) => void) | undefined;
   /** What the last successful write left in place; lets a changed payload skip reading the old one. */
@@ -107,7 +110,7 @@ export class AtomicWriter {
     this.targetDir = targetDir;
     this.dirMode = options.dirMode ?? 0o755;
     this.fs = options.fs ?? nodeFs;
-    this.now = options.now ?? (() => new Date());
+    this.clock = options.clock ?? systemClock;
     this.durable = options.durable ?? true;
     this.deferCleanup = options.deferCleanup;
   }
@@ -180,7 +183,7 @@ export class AtomicWriter {
   }
 
   private async writePayloadDir(payload: Payload, entries: ReadonlyMap<string, Dirent>, ownership?: Ownership): Promise<string> {
-    const name = `..${timestamp(this.now())}.${randomBytes(8).toString('hex')}`;
+    const name = `..${timestamp(this.clock.now())}.${randomBytes(8).toString('hex')}`;
     const dir = join(this.targetDir, name);
     try {
       await this.fs.mkdir(dir, { mode: this.dirMode });

@@ -1,16 +1,11 @@
 import { X509Certificate } from 'node:crypto';
-import { encodeCertificatesPem, encodePem, SpiffeId, splitDer, TrustDomain, type X509Svid } from '@spire-csi/sdk';
+import { encodeCertificatesPem, encodePem, SpiffeId, splitDer, type X509Svid } from '@spire-csi/sdk';
+import { CREDENTIAL_BUNDLE_FILE, IDENTITY_FILE, jwtBundleFileName, trustBundleFileName } from '@spire-csi/sdk/layout';
 import type { AgentX509Svid, BundleUpdate } from '../identity/identity-backend.js';
-import { parseJwks } from '../identity/jwks.js';
 import type { PayloadFile } from './atomic-writer.js';
 import type { PemMemo } from './pem-memo.js';
-import type { VolumeJwtState } from '../session/volume-state.js';
+import type { VolumeJwtState } from '../volume/volume-state.js';
 import type { VolumeSpec } from '../volume/volume-spec.js';
-
-export const CREDENTIAL_BUNDLE_FILE = 'credential-bundle.pem';
-export const IDENTITY_FILE = 'identity.json';
-export const TRUST_BUNDLE_SUFFIX = '.spiffe-trust-bundle.pem';
-export const JWT_BUNDLE_SUFFIX = '.jwt-bundle.json';
 
 /** Key material: owner-only, or group-readable by the pod's fsGroup (the files are root:fsGroup). */
 export const KEY_MODE_OWNER_ONLY = 0o400;
@@ -68,19 +63,6 @@ export class PayloadError extends Error {
   }
 }
 
-/** `spiffe://td` or `td` → `td`. */
-export function trustDomainName(id: string): string {
-  return TrustDomain.parse(id).name;
-}
-
-export function trustBundleFileName(trustDomain: string): string {
-  return `${trustDomain}${TRUST_BUNDLE_SUFFIX}`;
-}
-
-export function jwtBundleFileName(trustDomain: string): string {
-  return `${trustDomain}${JWT_BUNDLE_SUFFIX}`;
-}
-
 /**
  * The full file plan for one volume update, computed from already validated agent data. Pure:
  * the same input gives the same bytes, which lets the writer skip identical updates.
@@ -92,7 +74,8 @@ export function buildPayload(input: PayloadInput): BuiltPayload {
   const ownBundle = bundles.get(ownTd);
   if (ownBundle === undefined || ownBundle.length === 0) throw new PayloadError(`no trust bundle for ${ownTd}`);
 
-  const federatesWith = [...new Set(input.federatesWith.map(trustDomainName))].sort();
+  // Trust domain names, checked and sorted where the agent's data entered (identity/).
+  const federatesWith = input.federatesWith;
   const federated = federatesWith
     .filter((td) => td !== ownTd && (bundles.get(td)?.length ?? 0) > 0);
   const keyMode = spec.fsGroup === null ? KEY_MODE_OWNER_ONLY : KEY_MODE_GROUP;
@@ -175,13 +158,8 @@ function addJwtFiles(
   const domains = [own, ...federatesWith.filter((td) => td !== own && jwt.bundles.has(td))];
   add(tokenFile, jwt.token, keyMode);
   for (const td of domains) {
-    const jwks = jwt.bundles.get(td) as Buffer;
-    try {
-      parseJwks(jwks);
-    } catch (error) {
-      throw new PayloadError(`the JWT bundle for ${td} is unusable: ${(error as Error).message}`);
-    }
-    add(jwtBundleFileName(td), jwks, PUBLIC_MODE);
+    // JWKS documents were checked where they entered (identity/); the bytes go out unchanged.
+    add(jwtBundleFileName(td), jwt.bundles.get(td) as Buffer, PUBLIC_MODE);
   }
   return {
     jwtSpiffeId: jwt.spiffeId,

@@ -2,7 +2,7 @@ import { AtomicWriter, type Ownership } from './atomic-writer.js';
 import { inlineFs } from './inline-fs.js';
 import { buildPayload } from './payload.js';
 import type { PemMemo } from './pem-memo.js';
-import type { VolumeSink, VolumeState } from '../session/volume-state.js';
+import type { VolumeState } from '../volume/volume-state.js';
 import type { VolumeSpec } from '../volume/volume-spec.js';
 
 export type WriterFactory = (targetDir: string) => AtomicWriter;
@@ -19,7 +19,7 @@ export function tmpfsWriterFactory(deferCleanup?: (task: () => Promise<void>) =>
   return (targetDir) => new AtomicWriter(targetDir, { fs: inlineFs, durable: false, ...(deferCleanup === undefined ? {} : { deferCleanup }) });
 }
 
-export interface FileSinkOptions {
+export interface VolumeFilesOptions {
   readonly writerFactory?: WriterFactory;
   /** Shared across volumes so identical SVIDs and bundles are encoded once. */
   readonly pem?: PemMemo;
@@ -29,19 +29,20 @@ export interface FileSinkOptions {
  * Writes the volume's files into its tmpfs. Files are root:fsGroup when a group is asked for, so
  * the 0440 key is readable by the pod and nobody else; otherwise root-owned and owner-only.
  */
-export class FileSink implements VolumeSink {
+export class VolumeFiles {
   private readonly writer: AtomicWriter;
   private readonly ownership: Ownership | undefined;
   private readonly pem: PemMemo | undefined;
 
-  constructor(spec: VolumeSpec, options: FileSinkOptions = {}) {
+  constructor(spec: VolumeSpec, options: VolumeFilesOptions = {}) {
     this.writer = (options.writerFactory ?? defaultWriterFactory)(spec.targetPath);
     this.pem = options.pem;
     // The owner stays the driver (root in a cluster); only the group opens the key to the pod.
     this.ownership = spec.fsGroup === null ? undefined : { uid: process.getuid?.() ?? 0, gid: spec.fsGroup };
   }
 
-  async update(state: VolumeState): Promise<boolean> {
+  /** Resolves true when the files changed. */
+  async write(state: VolumeState): Promise<boolean> {
     const { files } = buildPayload({
       spec: state.spec,
       svid: state.svid,
@@ -54,9 +55,5 @@ export class FileSink implements VolumeSink {
     });
     const result = await this.writer.write(files, this.ownership);
     return result.changed;
-  }
-
-  async close(): Promise<void> {
-    // Nothing to release: the files stay for the running pod until unpublish removes the mount.
   }
 }

@@ -1,17 +1,10 @@
-/** The pod facts kubelet passes in volume_context when the CSIDriver sets podInfoOnMount. */
-export interface PodInfo {
-  readonly name: string;
-  readonly namespace: string;
-  readonly uid: string;
-  readonly serviceAccount: string;
-}
+import { DEFAULT_JWT_SVID_FILE, DEFAULT_SPLIT_FILES, type SplitFileNames } from '@spire-csi/sdk/layout';
+import type { PodReference } from '../identity/pod-reference.js';
 
-/** Split-file names chosen per volume (spiffe-helper-compatible defaults). */
-export interface SplitFileNames {
-  readonly svid: string;
-  readonly key: string;
-  readonly bundle: string;
-}
+export type { SplitFileNames };
+export { DEFAULT_JWT_SVID_FILE };
+/** Split-file names of a volume that names none. */
+export const DEFAULT_FILES: SplitFileNames = DEFAULT_SPLIT_FILES;
 
 /**
  * Everything a validated NodePublishVolume asks for. It is what the metadata record stores (no
@@ -20,7 +13,7 @@ export interface SplitFileNames {
 export interface VolumeSpec {
   readonly volumeId: string;
   readonly targetPath: string;
-  readonly pod: PodInfo;
+  readonly pod: PodReference;
   readonly files: SplitFileNames;
   readonly bundleIncludeFederated: boolean;
   /** Group that may read key material; null means owner-only. */
@@ -32,29 +25,57 @@ export interface VolumeSpec {
   readonly jwtSvidFile: string;
 }
 
-export const DEFAULT_FILES: SplitFileNames = { svid: 'svid.pem', key: 'svid_key.pem', bundle: 'bundle.pem' };
-export const DEFAULT_JWT_SVID_FILE = 'jwt-svid.token';
+/** How a field's value is checked when it is read back from a record. */
+export type SpecFieldType = 'string' | 'boolean' | 'gid-or-null' | 'string-or-null' | 'strings';
+
+export interface SpecField {
+  /** Where the value sits in a VolumeSpec (and in its JSON record). */
+  readonly path: readonly string[];
+  /** The name users know it by (the volume attribute where there is one), for conflict messages. */
+  readonly label: string;
+  readonly type: SpecFieldType;
+}
+
+/** The one list of a spec's fields: equality, conflict diffs and record parsing all follow it. */
+export const VOLUME_SPEC_FIELDS: readonly SpecField[] = [
+  { path: ['volumeId'], label: 'volumeId', type: 'string' },
+  { path: ['targetPath'], label: 'targetPath', type: 'string' },
+  { path: ['pod', 'name'], label: 'pod.name', type: 'string' },
+  { path: ['pod', 'namespace'], label: 'pod.namespace', type: 'string' },
+  { path: ['pod', 'uid'], label: 'pod.uid', type: 'string' },
+  { path: ['pod', 'serviceAccount'], label: 'pod.serviceAccount', type: 'string' },
+  { path: ['files', 'svid'], label: 'svid-file', type: 'string' },
+  { path: ['files', 'key'], label: 'key-file', type: 'string' },
+  { path: ['files', 'bundle'], label: 'bundle-file', type: 'string' },
+  { path: ['bundleIncludeFederated'], label: 'bundle-include-federated', type: 'boolean' },
+  { path: ['fsGroup'], label: 'fs-group', type: 'gid-or-null' },
+  { path: ['spiffeId'], label: 'spiffe-id', type: 'string-or-null' },
+  { path: ['jwtAudiences'], label: 'jwt-audiences', type: 'strings' },
+  { path: ['jwtSvidFile'], label: 'jwt-svid-file', type: 'string' },
+];
+
+/** The value at `path` of a spec or of any JSON object; undefined where the path breaks off. */
+export function valueAt(obj: unknown, path: readonly string[]): unknown {
+  let value: unknown = obj;
+  for (const key of path) {
+    if (typeof value !== 'object' || value === null) return undefined;
+    value = (value as Record<string, unknown>)[key];
+  }
+  return value;
+}
 
 /** True when two specs ask for the same volume, so a re-publish is a no-op rather than a conflict. */
 export function sameSpec(a: VolumeSpec, b: VolumeSpec): boolean {
-  return canonicalSpec(a) === canonicalSpec(b);
+  return diffSpecs(a, b).length === 0;
 }
 
-function canonicalSpec(spec: VolumeSpec): string {
-  return JSON.stringify([
-    spec.volumeId,
-    spec.targetPath,
-    spec.pod.name,
-    spec.pod.namespace,
-    spec.pod.uid,
-    spec.pod.serviceAccount,
-    spec.files.svid,
-    spec.files.key,
-    spec.files.bundle,
-    spec.bundleIncludeFederated,
-    spec.fsGroup,
-    spec.spiffeId,
-    [...spec.jwtAudiences],
-    spec.jwtSvidFile,
-  ]);
+/** Field-by-field differences between two specs, as `field: old → new` (no secrets in a spec). */
+export function diffSpecs(existing: VolumeSpec, requested: VolumeSpec): string[] {
+  const out: string[] = [];
+  for (const field of VOLUME_SPEC_FIELDS) {
+    const a = JSON.stringify(valueAt(existing, field.path));
+    const b = JSON.stringify(valueAt(requested, field.path));
+    if (a !== b) out.push(`${field.label}: ${a} → ${b}`);
+  }
+  return out;
 }

@@ -8,6 +8,7 @@ import { entry } from '../../helpers/registration-entry.js';
 import type { DriverConfig } from '../../../driver/src/config/driver-config.js';
 import { createLogger } from '../../../driver/src/logging.js';
 import { startDriver, type DriverDependencies, type RunningDriver } from '../../../driver/src/main.js';
+import { DelegatedBackend } from '../../../driver/src/identity/delegated/delegated-backend.js';
 import { DelegatedIdentityClient } from '../../../driver/src/identity/delegated/delegated-identity-client.js';
 import type { BackoffOptions } from '../../../driver/src/retry/backoff.js';
 
@@ -37,7 +38,10 @@ export async function startInProcessDriver(config: DriverConfig, options: InProc
   const identity =
     options.backoff === undefined
       ? undefined
-      : new DelegatedIdentityClient({ socketPath: config.adminSocketPath, logger: logger.child({ component: 'agent' }), backoff: options.backoff });
+      : new DelegatedBackend(
+          new DelegatedIdentityClient({ socketPath: config.adminSocketPath, logger: logger.child({ component: 'agent' }), backoff: options.backoff }),
+          { nodeName: config.nodeId, adminSocket: config.adminSocketPath },
+        );
   const running = await startDriver(config, { logger, ...(identity ? { identity } : {}), ...options.deps });
   let stopped: Promise<void> | undefined;
   return {

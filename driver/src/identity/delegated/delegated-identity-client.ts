@@ -19,15 +19,13 @@ import {
   type AgentJwtSvid,
   type BundleUpdate,
   type JwtBundleUpdate,
-  type IdentityProvider,
-  type Selector,
   type Subscription,
   type X509SvidHandlers,
   type X509SvidUpdate,
 } from '../identity-backend.js';
 import { ReconnectingStream } from './reconnecting-stream.js';
-import { formatSelectors } from './selectors.js';
-import { systemTimers, type Timers } from '../../spire/timers.js';
+import { formatSelectors, type Selector } from './selectors.js';
+import { systemClock, type Clock } from '@spire-csi/sdk/clock';
 import {
   bundleUpdateFromWire,
   jwtBundleUpdateFromWire,
@@ -49,7 +47,7 @@ export interface DelegatedIdentityClientOptions {
   readonly protoDir?: string;
   /** Reconnect schedule for every stream (each stream keeps its own state). */
   readonly backoff?: BackoffOptions;
-  readonly timers?: Timers;
+  readonly clock?: Clock;
   /** Deadline of one FetchJWTSVIDs call. Default 30 s. */
   readonly fetchTimeoutMs?: number;
 }
@@ -72,16 +70,34 @@ interface DelegatedIdentityStub extends Client {
 }
 
 /**
+ * The Delegated Identity API as the driver uses it, addressed by selectors (the driver attests the
+ * pod). DelegatedBackend adapts it to the IdentityBackend seam; tests stand in for it.
+ */
+export interface DelegatedIdentityApi {
+  /** Opens the shared bundle stream. */
+  start(): void;
+  watchBundles(listener: (bundles: BundleUpdate) => void): () => void;
+  watchX509Svids(selectors: readonly Selector[], handlers: X509SvidHandlers): Subscription;
+  /** One FetchJWTSVIDs call: a JWT-SVID per matching entry, each for all `audiences`. */
+  fetchJwtSvids(selectors: readonly Selector[], audiences: readonly string[], signal?: AbortSignal): Promise<AgentJwtSvid[]>;
+  watchJwtBundles(listener: (bundles: JwtBundleUpdate) => void): () => void;
+  readonly connected: boolean;
+  on(event: 'state', listener: (connected: boolean) => void): unknown;
+  off(event: 'state', listener: (connected: boolean) => void): unknown;
+  close(): Promise<void>;
+}
+
+/**
  * The driver's view of a SPIRE agent through the Delegated Identity API: one shared bundle stream
  * fanned out to every listener, one X509-SVID stream per watch (per volume), each reconnecting
  * with capped, jittered backoff until closed; one shared JWT bundle stream (opened on first use)
  * and unary JWT-SVID fetches. Events: `state` (connected: boolean).
  */
-export class DelegatedIdentityClient extends EventEmitter implements IdentityProvider {
+export class DelegatedIdentityClient extends EventEmitter implements DelegatedIdentityApi {
   private readonly socketPath: string;
   private readonly logger: Logger;
   private readonly backoffOptions: BackoffOptions;
-  private readonly timers: Timers;
+  private readonly clock: Clock;
   private readonly stub: DelegatedIdentityStub;
   private readonly bundleStream: ReconnectingStream<WireSubscribeToX509BundlesResponse>;
   private readonly bundleListeners = new Set<(bundles: BundleUpdate) => void>();
@@ -103,7 +119,7 @@ export class DelegatedIdentityClient extends EventEmitter implements IdentityPro
     this.socketPath = options.socketPath;
     this.logger = options.logger ?? silentLogger;
     this.backoffOptions = options.backoff ?? {};
-    this.timers = options.timers ?? systemTimers;
+    this.clock = options.clock ?? systemClock;
     this.fetchTimeoutMs = options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS;
     const { DelegatedIdentity } = loadProtos(options.protoDir).delegatedIdentity;
     const channelOptions: ChannelOptions = {
@@ -123,7 +139,7 @@ export class DelegatedIdentityClient extends EventEmitter implements IdentityPro
         this.logger.warn({ rpc: BUNDLES_RPC, code: error.code, kind: error.kind, retryInMs }, error.message);
       },
       backoff: new Backoff(this.backoffOptions),
-      timers: this.timers,
+      clock: this.clock,
     });
     this.jwtBundleStream = new ReconnectingStream({
       rpc: JWT_BUNDLES_RPC,
@@ -134,7 +150,7 @@ export class DelegatedIdentityClient extends EventEmitter implements IdentityPro
         this.logger.warn({ rpc: JWT_BUNDLES_RPC, code: error.code, kind: error.kind, retryInMs }, error.message);
       },
       backoff: new Backoff(this.backoffOptions),
-      timers: this.timers,
+      clock: this.clock,
     });
   }
 
@@ -176,7 +192,9 @@ export class DelegatedIdentityClient extends EventEmitter implements IdentityPro
         if (!active) return;
         let update: X509SvidUpdate;
         try {
-          update = svidUpdateFromWire(message);
+          update = svidUpdateFromWire(message, (invalid) =>
+            this.logger.warn({ rpc: SVIDS_RPC, selectors: described, invalid }, 'ignoring malformed federates_with entries'),
+          );
         } catch (error) {
           const detail = `spire: ${SVIDS_RPC} for [${described}]: ${(error as Error).message}`;
           this.reportSvidError(handlers, new AgentError(status.INTERNAL, 'other', detail, { cause: error }), described);
@@ -193,7 +211,7 @@ export class DelegatedIdentityClient extends EventEmitter implements IdentityPro
         if (active) this.reportSvidError(handlers, error, described);
       },
       backoff: new Backoff(this.backoffOptions),
-      timers: this.timers,
+      clock: this.clock,
     });
     this.svidStreams.add(stream);
     stream.start();

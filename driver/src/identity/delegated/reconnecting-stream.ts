@@ -2,7 +2,7 @@ import { status, type ClientReadableStream, type StatusObject } from '@grpc/grpc
 import { agentErrorFromStatus, streamEndedError } from './agent-errors.js';
 import type { Backoff } from '../../retry/backoff.js';
 import type { AgentError } from '../identity-backend.js';
-import type { Timers } from '../../spire/timers.js';
+import type { Clock, ClockTimer } from '@spire-csi/sdk/clock';
 
 export interface ReconnectingStreamOptions<T> {
   /** RPC name, for messages. */
@@ -13,7 +13,7 @@ export interface ReconnectingStreamOptions<T> {
   /** Every failure, including the server ending the stream; a reconnect is already scheduled. */
   readonly onFailure: (error: AgentError, retryInMs: number) => void;
   readonly backoff: Backoff;
-  readonly timers: Timers;
+  readonly clock: Clock;
 }
 
 /**
@@ -22,7 +22,7 @@ export interface ReconnectingStreamOptions<T> {
  */
 export class ReconnectingStream<T> {
   private call: ClientReadableStream<T> | null = null;
-  private timer: unknown = null;
+  private timer: ClockTimer | null = null;
   private closed = false;
 
   constructor(private readonly options: ReconnectingStreamOptions<T>) {}
@@ -35,7 +35,7 @@ export class ReconnectingStream<T> {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    if (this.timer !== null) this.options.timers.clearTimeout(this.timer);
+    if (this.timer !== null) this.options.clock.clearTimeout(this.timer);
     this.timer = null;
     const call = this.call;
     this.call = null;
@@ -78,7 +78,7 @@ export class ReconnectingStream<T> {
 
   private fail(error: AgentError): void {
     const delay = this.options.backoff.next();
-    this.timer = this.options.timers.setTimeout(() => this.connect(), delay);
+    this.timer = this.options.clock.setTimeout(() => this.connect(), delay);
     this.options.onFailure(error, delay);
   }
 }

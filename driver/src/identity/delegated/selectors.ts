@@ -1,5 +1,10 @@
-import type { PodInfo } from '../../volume/volume-spec.js';
-import type { Selector } from '../identity-backend.js';
+import type { PodReference } from '../pod-reference.js';
+
+/** A SPIRE selector in wire form: `k8s` / `ns:default`. */
+export interface Selector {
+  readonly type: string;
+  readonly value: string;
+}
 
 /**
  * The Kubernetes selectors the driver asserts for a pod, in SPIRE's wire form: type `k8s`, value
@@ -7,7 +12,7 @@ import type { Selector } from '../identity-backend.js';
  * for it match). SPIRE picks every entry whose selectors are a subset of these, so sending more
  * facts never grants less; a fact that is empty is left out rather than sent as `k8s:sa:`.
  */
-export function buildSelectors(pod: PodInfo, nodeName: string): Selector[] {
+export function buildSelectors(pod: PodReference, nodeName: string): Selector[] {
   const facts: [string, string][] = [
     ['ns', pod.namespace],
     ['sa', pod.serviceAccount],
@@ -44,8 +49,4 @@ export function parseSelector(text: string): Selector {
     throw new SelectorError(`"${text}" is not a selector; expected type:value, e.g. k8s:ns:default`);
   }
   return { type: text.slice(0, colon), value: text.slice(colon + 1) };
-}
-
-export function sameSelector(a: Selector, b: Selector): boolean {
-  return a.type === b.type && a.value === b.value;
 }

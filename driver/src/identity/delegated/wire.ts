@@ -1,5 +1,6 @@
-import { splitDer } from '@spire-csi/sdk';
-import type { AgentJwtSvid, AgentX509Svid, BundleUpdate, JwtBundleUpdate, Selector, X509SvidUpdate } from '../identity-backend.js';
+import { splitDer, TrustDomain } from '@spire-csi/sdk';
+import type { AgentJwtSvid, AgentX509Svid, BundleUpdate, JwtBundleUpdate, X509SvidUpdate } from '../identity-backend.js';
+import type { Selector } from './selectors.js';
 import { parseJwks } from '../jwks.js';
 
 /**
@@ -75,14 +76,14 @@ export class WireError extends Error {
 const SCHEME = 'spiffe://';
 
 /** SPIRE keys bundles by `spiffe://<td>` although the proto says "trust domain name"; accept both. */
-export function trustDomainName(key: string): string {
+export function trustDomainOfBundleKey(key: string): string {
   return key.startsWith(SCHEME) ? key.slice(SCHEME.length) : key;
 }
 
 export function bundleUpdateFromWire(message: WireSubscribeToX509BundlesResponse): BundleUpdate {
   const out = new Map<string, Buffer>();
   for (const [key, der] of Object.entries(message.ca_certificates ?? {})) {
-    const name = trustDomainName(key);
+    const name = trustDomainOfBundleKey(key);
     if (name === '' || name.includes('/')) throw new WireError(`bundle key "${key}" is not a trust domain`);
     out.set(name, Buffer.from(der));
   }
@@ -96,7 +97,7 @@ export function bundleUpdateFromWire(message: WireSubscribeToX509BundlesResponse
 export function jwtBundleUpdateFromWire(message: WireSubscribeToJwtBundlesResponse): JwtBundleUpdate {
   const out = new Map<string, Buffer>();
   for (const [key, jwks] of Object.entries(message.bundles ?? {})) {
-    const name = trustDomainName(key);
+    const name = trustDomainOfBundleKey(key);
     if (name === '' || name.includes('/')) throw new WireError(`JWT bundle key "${key}" is not a trust domain`);
     try {
       parseJwks(jwks);
@@ -125,10 +126,33 @@ export function jwtSvidsFromWire(message: WireFetchJwtSvidsResponse): AgentJwtSv
   });
 }
 
-/** Throws WireError (without key material in the message) when a message is structurally unusable. */
-export function svidUpdateFromWire(message: WireSubscribeToX509SvidsResponse): X509SvidUpdate {
+/**
+ * Throws WireError (without key material in the message) when a message is structurally unusable.
+ * `federates_with` entries become trust domain names here, once; an entry that is not a trust
+ * domain ID is left out and handed to `onInvalidFederation` (it is not fatal to the SVIDs).
+ */
+export function svidUpdateFromWire(
+  message: WireSubscribeToX509SvidsResponse,
+  onInvalidFederation?: (entries: readonly string[]) => void,
+): X509SvidUpdate {
   const svids = (message.x509_svids ?? []).map((item, index) => svidFromWire(item, index));
-  return { svids, federatesWith: [...(message.federates_with ?? [])] };
+  const federation = federatedTrustDomains(message.federates_with ?? []);
+  if (federation.invalid.length > 0) onInvalidFederation?.(federation.invalid);
+  return { svids, federatesWith: federation.domains };
+}
+
+/** Trust domain names from `spiffe://<td>` IDs, deduplicated and sorted, and the entries that are not such IDs. */
+export function federatedTrustDomains(list: readonly string[]): { domains: string[]; invalid: string[] } {
+  const domains = new Set<string>();
+  const invalid: string[] = [];
+  for (const entry of list) {
+    try {
+      domains.add(TrustDomain.parse(entry).name);
+    } catch {
+      invalid.push(entry);
+    }
+  }
+  return { domains: [...domains].sort(), invalid };
 }
 
 function svidFromWire(item: WireX509SvidWithKey, index: number): AgentX509Svid {

@@ -1,11 +1,10 @@
 import type { X509Svid } from '@spire-csi/sdk';
 import type { AgentX509Svid, BundleUpdate, JwtBundleUpdate } from '../identity/identity-backend.js';
-import type { VolumeSpec } from '../volume/volume-spec.js';
+import type { VolumeSpec } from './volume-spec.js';
 
 /**
- * One consistent, validated view of a volume's identity. The manager hands each change to every
- * sink; the file sink writes it to the tmpfs, a future sink can serve it on a per-pod Workload API
- * socket without the manager changing.
+ * One consistent, validated view of a volume's identity: what the session hands to storage on
+ * every change (and what a per-pod Workload API socket would serve).
  */
 export interface VolumeState {
   readonly spec: VolumeSpec;
@@ -31,11 +30,4 @@ export interface VolumeJwtState {
   readonly audiences: readonly string[];
   /** Trust domain name to JWKS bytes as received; already checked to be JWKS documents. */
   readonly bundles: JwtBundleUpdate;
-}
-
-export interface VolumeSink {
-  /** Resolves true when what the sink serves changed. Throws when the state could not be delivered. */
-  update(state: VolumeState): Promise<boolean>;
-  /** Stops serving; the files of a file sink stay in place for the running pod. */
-  close(): Promise<void>;
 }

@@ -1,6 +1,7 @@
 import { loadProtos } from './proto/load.js';
 import { startCsiServer, type CsiServer } from './csi/server.js';
 import { IdentityService } from './csi/identity-service.js';
+import { checkRecordedSpec } from './csi/record-check.js';
 import { NodeService } from './csi/node-service.js';
 import type { DriverConfig } from './config/driver-config.js';
 import { childLogger, type DriverLogger } from './logging.js';
@@ -73,6 +74,7 @@ export async function startDriver(config: DriverConfig, deps: DriverDependencies
     identity,
     logger,
     publishTimeoutMs: config.publishTimeoutMs,
+    checkRecord: (spec) => checkRecordedSpec(spec, { kubeletRoot: config.kubeletRoot }),
     targetsOnTmpfs: deps.targetsOnTmpfs ?? deps.mounter === undefined,
   });
 

@@ -13,7 +13,8 @@ import { DEFAULT_TMPFS_SIZE_BYTES, type Mounter, type TmpfsOptions } from '../mo
 import { PemMemo } from '../storage/pem-memo.js';
 import { ManagerError, SHUTTING_DOWN_MESSAGE, asManagerError, notReadyError } from './errors.js';
 import { SvidValidationCache } from '../session/svid-validation-cache.js';
-import { exists, hasPayload, makeMountDir, podDirOf, removeMountDir } from '../target-path/target-path.js';
+import { emptyMountDir, exists, hasPayload, makeMountDir, podDirOf, removeMountDir } from '../target-path/target-path.js';
+import { checkTmpfsRoot, type MountedTmpfs } from '../mount/tmpfs-check.js';
 import { VolumeEvents } from '../volume/volume-events.js';
 import { VolumeSession } from '../session/volume-session.js';
 import { diffSpecs, sameSpec, type VolumeSpec } from '../volume/volume-spec.js';
@@ -44,6 +45,11 @@ export interface VolumeManagerOptions {
   /** Most volume writes in flight at once across all volumes (default 32). */
   readonly writeConcurrency?: number;
   readonly resumeConcurrency?: number;
+  /**
+   * Checks a record read back on restart as strictly as a publish request (wired to the CSI
+   * validation); a record that fails is left alone as corrupt: nothing mounted, subscribed or removed.
+   */
+  readonly checkRecord?: (spec: VolumeSpec) => Promise<void>;
   /** First delay before rewriting a volume whose files could not be written. */
   readonly retryDelayMs?: number;
   /** Uniform [0, 1) for JWT refresh jitter and retry backoff. */
@@ -144,7 +150,7 @@ export class VolumeManager implements VolumePublisher {
       session = undefined;
     }
     if (existing !== undefined && mounted && (await hasPayload(spec.targetPath))) {
-      if (session === undefined) this.startSession(spec, log);
+      if (session === undefined) this.startSession(spec, log, await this.adoptTmpfs(spec.targetPath));
     } else if (session !== undefined) {
       // A resumed volume still waiting for data: wait, but a timeout must not tear down a running pod's volume.
       const outcome = await session.waitReady(this.timeoutMs, signal);
@@ -188,7 +194,8 @@ export class VolumeManager implements VolumePublisher {
       this.logger.error({ file: bad.file, reason: bad.reason }, 'skipping an unreadable volume record');
       this.events.emitError('corrupt-record');
     }
-    const outcomes = await mapConcurrent(listing.records, this.opts.resumeConcurrency ?? DEFAULT_RESUME_CONCURRENCY, (record) =>
+    const trusted = await this.trustedRecords(listing.records);
+    const outcomes = await mapConcurrent(trusted, this.opts.resumeConcurrency ?? DEFAULT_RESUME_CONCURRENCY, (record) =>
       this.mutex.run(record.spec.volumeId, () => this.resumeOne(record)).catch((err: unknown) => {
         this.events.emitError('resume-failed', record.spec.volumeId);
         this.volumeLogger(record.spec).error({ reason: (err as Error).message }, 'resuming the volume failed');
@@ -196,9 +203,28 @@ export class VolumeManager implements VolumePublisher {
       }),
     );
     const count = (what: string): number => outcomes.filter((o) => o === what).length;
-    const summary = { resumed: count('resumed'), removed: count('removed'), failed: count('failed'), corrupt: listing.corrupt.length };
+    const corrupt = listing.corrupt.length + listing.records.length - trusted.length;
+    const summary = { resumed: count('resumed'), removed: count('removed'), failed: count('failed'), corrupt };
     this.logger.info(summary, 'volumes resumed');
     return summary;
+  }
+
+  /** The records that pass the same checks as a publish request; the others are reported and left alone. */
+  private async trustedRecords(records: readonly VolumeRecord[]): Promise<VolumeRecord[]> {
+    const check = this.opts.checkRecord;
+    if (check === undefined) return [...records];
+    const verdicts = await mapConcurrent(records, this.opts.resumeConcurrency ?? DEFAULT_RESUME_CONCURRENCY, (record) =>
+      check(record.spec).then(
+        () => true,
+        (err: unknown) => {
+          // Only the volume id is named: the record's other fields are what is not trusted.
+          this.logger.error({ volumeId: record.spec.volumeId, reason: (err as Error).message }, 'skipping a volume record that fails the publish checks');
+          this.events.emitError('corrupt-record', record.spec.volumeId);
+          return false;
+        },
+      ),
+    );
+    return records.filter((_, i) => verdicts[i]);
   }
 
   /** Stops every stream; mounts, files and records stay for the running pods and the next start. */
@@ -219,12 +245,14 @@ export class VolumeManager implements VolumePublisher {
       await this.teardown(spec.volumeId, [spec.targetPath]);
       return 'removed';
     }
+    let tmpfs: MountedTmpfs | undefined;
     if (!(await this.opts.mounter.isMountPoint(spec.targetPath))) {
       log.info({}, 'tmpfs missing after restart; mounting it again');
-      await makeMountDir(spec.targetPath);
-      await this.opts.mounter.mountTmpfs(spec.targetPath, this.tmpfsOptions(spec));
+      tmpfs = await this.mountTmpfs(spec);
+    } else {
+      tmpfs = await this.adoptTmpfs(spec.targetPath);
     }
-    this.startSession(spec, log);
+    this.startSession(spec, log, tmpfs);
     return 'resumed';
   }
 
@@ -236,9 +264,8 @@ export class VolumeManager implements VolumePublisher {
       const staged = await this.opts.store.stage(spec, this.clock.now());
       const committed = staged.commit();
       const served = (async (): Promise<void> => {
-        await makeMountDir(spec.targetPath);
-        if (!mounted) await this.opts.mounter.mountTmpfs(spec.targetPath, this.tmpfsOptions(spec));
-        const session = this.startSession(spec, log);
+        const tmpfs = mounted ? await this.adoptTmpfs(spec.targetPath) : await this.mountTmpfs(spec);
+        const session = this.startSession(spec, log, tmpfs);
         const outcome = await session.waitReady(this.timeoutMs, signal);
         if (outcome !== 'ready') throw this.notReady(spec, session, outcome);
       })();
@@ -284,10 +311,36 @@ export class VolumeManager implements VolumePublisher {
     await this.internal('removing the volume record', () => this.opts.store.remove(volumeId));
   }
 
-  private startSession(spec: VolumeSpec, log: DriverLogger): VolumeSession {
+  /**
+   * Mounts a fresh tmpfs at the target and records which one it is. Nothing may hide under it: a
+   * directory holding the writer's layout is emptied first, one holding anything else is refused.
+   */
+  private async mountTmpfs(spec: VolumeSpec): Promise<MountedTmpfs | undefined> {
+    await makeMountDir(spec.targetPath);
+    if (!this.onTmpfs) {
+      await this.opts.mounter.mountTmpfs(spec.targetPath, this.tmpfsOptions(spec));
+      return undefined;
+    }
+    await emptyMountDir(spec.targetPath);
+    await this.opts.mounter.mountTmpfs(spec.targetPath, this.tmpfsOptions(spec));
+    return checkTmpfsRoot(spec.targetPath);
+  }
+
+  /** Records the tmpfs already mounted at the target (a restart, a re-publish), after checking it is one. */
+  private async adoptTmpfs(targetPath: string): Promise<MountedTmpfs | undefined> {
+    return this.onTmpfs ? checkTmpfsRoot(targetPath) : undefined;
+  }
+
+  /** The mounter puts a real tmpfs at each target, which can then be checked before every write. */
+  private get onTmpfs(): boolean {
+    return this.opts.targetsOnTmpfs !== false;
+  }
+
+  private startSession(spec: VolumeSpec, log: DriverLogger, tmpfs: MountedTmpfs | undefined): VolumeSession {
+    const verifyTarget = tmpfs === undefined ? undefined : () => checkTmpfsRoot(spec.targetPath, tmpfs);
     const session = new VolumeSession(spec, {
       identity: this.opts.identity,
-      files: new VolumeFiles(spec, { writerFactory: this.writerFactory, pem: this.pem }),
+      files: new VolumeFiles(spec, { writerFactory: this.writerFactory, pem: this.pem, verifyTarget }),
       logger: log,
       clock: this.clock,
       events: this.events,

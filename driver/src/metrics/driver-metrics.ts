@@ -25,6 +25,7 @@ export const PUBLISH_DURATION_BUCKETS: readonly number[] = [
 const ERROR_KINDS: Record<VolumeErrorKind, true> = {
   'invalid-svid': true,
   'write-failed': true,
+  'target-not-mounted': true,
   'publish-failed': true,
   'unpublish-failed': true,
   'resume-failed': true,

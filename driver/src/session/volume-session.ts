@@ -8,6 +8,7 @@ import { AgentSvidError, chooseSvid } from './agent-svid.js';
 import type { ConcurrencyLimiter } from '../concurrency/concurrency-limiter.js';
 import { JwtRefresher, type JwtFailure } from './jwt-refresher.js';
 import type { VolumeJwtState, VolumeState } from '../volume/volume-state.js';
+import { TargetUnsafeError } from '../storage/volume-files.js';
 import { SvidValidationCache, type ValidatedSvid } from './svid-validation-cache.js';
 import type { VolumeEvents } from '../volume/volume-events.js';
 import type { VolumeSpec } from '../volume/volume-spec.js';
@@ -291,6 +292,14 @@ export class VolumeSession {
     try {
       await (this.deps.writeSlots === undefined ? deliver() : this.deps.writeSlots.run(deliver));
     } catch (err) {
+      if (err instanceof TargetUnsafeError) {
+        // No retry: writing again would hit the same plain directory. The next publish retry or
+        // restart mounts a fresh tmpfs and starts a new session.
+        this.problem = `the volume's tmpfs is gone: ${err.message}`;
+        this.deps.events.emitError('target-not-mounted', this.spec.volumeId);
+        logger.warn({ reason: err.message, targetPath: this.spec.targetPath }, 'the volume is no longer on its tmpfs; not writing until it is mounted again');
+        return;
+      }
       this.problem = `writing the volume's files failed: ${(err as Error).message}`;
       this.deps.events.emitError('write-failed', this.spec.volumeId);
       logger.error({ reason: (err as Error).message }, 'delivering the identity failed; will retry');

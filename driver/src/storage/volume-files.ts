@@ -21,8 +21,21 @@ export function tmpfsWriterFactory(deferCleanup?: (task: () => Promise<void>) =>
 
 export interface VolumeFilesOptions {
   readonly writerFactory?: WriterFactory;
+  /**
+   * Runs before every write and throws when the target is no longer the tmpfs the driver mounted
+   * (then nothing is written: key material must never land on the node's disk).
+   */
+  readonly verifyTarget?: () => Promise<unknown>;
   /** Shared across volumes so identical SVIDs and bundles are encoded once. */
   readonly pem?: PemMemo;
+}
+
+/** The target is not the tmpfs the driver mounted (unmounted, replaced): nothing was written. */
+export class TargetUnsafeError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'TargetUnsafeError';
+  }
 }
 
 /**
@@ -33,16 +46,25 @@ export class VolumeFiles {
   private readonly writer: AtomicWriter;
   private readonly ownership: Ownership | undefined;
   private readonly pem: PemMemo | undefined;
+  private readonly verifyTarget: (() => Promise<unknown>) | undefined;
 
   constructor(spec: VolumeSpec, options: VolumeFilesOptions = {}) {
     this.writer = (options.writerFactory ?? defaultWriterFactory)(spec.targetPath);
     this.pem = options.pem;
+    this.verifyTarget = options.verifyTarget;
     // The owner stays the driver (root in a cluster); only the group opens the key to the pod.
     this.ownership = spec.fsGroup === null ? undefined : { uid: process.getuid?.() ?? 0, gid: spec.fsGroup };
   }
 
   /** Resolves true when the files changed. */
   async write(state: VolumeState): Promise<boolean> {
+    if (this.verifyTarget !== undefined) {
+      try {
+        await this.verifyTarget();
+      } catch (err) {
+        throw new TargetUnsafeError(`${state.spec.targetPath}: ${(err as Error).message}; wrote nothing`, { cause: err });
+      }
+    }
     const { files } = buildPayload({
       spec: state.spec,
       svid: state.svid,

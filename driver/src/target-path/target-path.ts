@@ -76,16 +76,42 @@ export async function removeMountDir(target: string): Promise<void> {
   } catch (err) {
     if (!isErrno(err, 'ENOTEMPTY', 'EEXIST')) throw err;
   }
+  const foreign = await foreignEntry(target);
+  if (foreign !== undefined) {
+    throw new TargetPathError('precondition', `target-path: ${target} holds ${foreign}, which the driver did not write; not deleting it`);
+  }
+  // rm does not follow symlinks, so links pointing elsewhere are removed, not their targets.
+  await rm(target, { recursive: true, force: true });
+}
+
+/**
+ * Makes sure nothing is hidden under the tmpfs about to be mounted at `target`: an empty directory
+ * is left as it is; one that holds only the writer's layout (files an older driver wrote into a
+ * plain directory, key material included) is emptied; anything else is refused, naming the path.
+ */
+export async function emptyMountDir(target: string): Promise<void> {
+  const entries = await readdir(target);
+  if (entries.length === 0) return;
+  const foreign = await foreignEntry(target);
+  if (foreign !== undefined) {
+    throw new TargetPathError(
+      'precondition',
+      `target-path: ${target} is not empty (it holds ${foreign}, which the driver did not write); refusing to mount a tmpfs over it`,
+    );
+  }
+  // rm does not follow symlinks, so links pointing elsewhere are removed, not their targets.
+  await Promise.all(entries.map((entry) => rm(join(target, entry), { recursive: true, force: true })));
+}
+
+/** The first entry of `target` that is not the writer's layout (payload dirs, `..data`, links into it). */
+async function foreignEntry(target: string): Promise<string | undefined> {
   for (const entry of await readdir(target)) {
     if (isLayoutEntry(entry)) continue;
     const entryStat = await lstat(join(target, entry));
     const link = entryStat.isSymbolicLink() ? await readlink(join(target, entry)) : '';
-    if (!link.startsWith(`${DATA_LINK}/`)) {
-      throw new TargetPathError('precondition', `target-path: ${target} holds ${entry}, which the driver did not write; not deleting it`);
-    }
+    if (!link.startsWith(`${DATA_LINK}/`)) return entry;
   }
-  // rm does not follow symlinks, so links pointing elsewhere are removed, not their targets.
-  await rm(target, { recursive: true, force: true });
+  return undefined;
 }
 
 /** Creates the `mount` directory; kubelet creates its parent, so a missing parent is an error. */

@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 export type VolumeErrorKind =
   | 'invalid-svid'
   | 'write-failed'
+  | 'target-not-mounted'
   | 'publish-failed'
   | 'unpublish-failed'
   | 'resume-failed'

@@ -2,7 +2,9 @@ import { cp } from 'node:fs/promises';
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: ['src/cli.ts', 'src/index.ts', 'src/demo/main.ts'],
+  // cli: what bin/spire-csi-driver.js starts; internal: the unstable surface @spire-csi/dev imports.
+  // One build, so both share chunks and the dev tools see the very classes the CLI checks for.
+  entry: ['src/cli.ts', 'src/internal.ts'],
   format: ['esm'],
   dts: false,
   sourcemap: true,
@@ -10,7 +12,6 @@ export default defineConfig({
   target: 'node20',
   platform: 'node',
   tsconfig: 'tsconfig.json',
-  banner: { js: '#!/usr/bin/env node' },
   // tsup leaves `dependencies` external but would inline optional ones; koffi loads a native
   // binary from its own package folder, so it must be imported from node_modules at run time.
   external: ['koffi'],

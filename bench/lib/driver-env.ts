@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { RegistrationEntry } from '../../driver/src/dev-agent/registrations.js';
+import type { RegistrationEntry } from '../../dev/src/dev-agent/registrations.js';
 import { DriverHarness } from '../../test/helpers/driver-harness.js';
 import { KubeletEmulator, type EmulatedPod, type PublishedVolume } from '../../test/helpers/kubelet-emulator.js';
 import { waitFor } from '../../test/helpers/wait-for.js';

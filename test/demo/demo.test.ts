@@ -8,7 +8,7 @@ import { beforeAll, describe, it, type ExpectStatic, type TestContext } from 'vi
 import { isRoot, mountsUnder, unmountUnder } from '../helpers/driver-harness.js';
 import { waitFor } from '../helpers/wait-for.js';
 
-const DEMO = fileURLToPath(new URL('../../driver/dist/demo/main.js', import.meta.url));
+const DEMO = fileURLToPath(new URL('../../dev/dist/demo/main.js', import.meta.url));
 const NOBODY = 65_534;
 
 /**

@@ -2,7 +2,7 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DirectoryMounter } from '../../driver/src/demo/directory-mounter.js';
+import { DirectoryMounter } from '../../dev/src/demo/directory-mounter.js';
 
 describe('the demo DirectoryMounter (volumes without root)', () => {
   let root: string;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { DemoUsageError } from '../../driver/src/demo/errors.js';
-import { DEMO_HELP, parseDemoArgs } from '../../driver/src/demo/options.js';
+import { DemoUsageError } from '../../dev/src/demo/errors.js';
+import { DEMO_HELP, parseDemoArgs } from '../../dev/src/demo/options.js';
 
 describe('demo command line', () => {
   it('has defaults that run until Ctrl-C', () => {

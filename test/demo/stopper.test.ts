@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import { Stopper } from '../../driver/src/demo/stopper.js';
+import { Stopper } from '../../dev/src/demo/stopper.js';
 
 describe('demo stop conditions', () => {
   it('keeps the first reason', async () => {

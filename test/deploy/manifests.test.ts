@@ -728,6 +728,6 @@ describe('Dockerfile', () => {
     expect(argv).toEqual(['node', posix.join('/app/driver', bin)]);
     expect(args(runtime, 'WORKDIR')).toContain('/app');
     for (const user of args(runtime, 'USER')) expect(user).toMatch(/^(root|0)$/);
-    expect(dirname(posix.join('/app/driver', bin))).toBe('/app/driver/dist');
+    expect(dirname(posix.join('/app/driver', bin))).toBe('/app/driver/bin');
   });
 });

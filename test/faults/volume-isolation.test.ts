@@ -8,7 +8,7 @@ import { readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CsiError } from '../../driver/src/csi/errors.js';
+import { CsiError, toCsiError } from '../../driver/src/csi/errors.js';
 import { MountError, type Mounter } from '../../driver/src/mount/mounter.js';
 import { VolumeHarness } from '../driver/volume-harness.js';
 import { DriverHarness, isRoot, mountsUnder } from '../helpers/driver-harness.js';
@@ -99,13 +99,15 @@ describe('a failed publish whose cleanup fails too', () => {
       () => undefined,
       (err: unknown) => err,
     );
-    expect(error).toBeInstanceOf(CsiError);
+    // What kubelet would receive: the manager's domain error as the CSI layer maps it.
+    const answer = toCsiError(error);
+    expect(answer).toBeInstanceOf(CsiError);
     const leftRecord = (await v.store.get(spec.volumeId)) !== undefined;
     const leftDir = existsSync(spec.targetPath);
     if (leftRecord || leftDir) {
       // Kubelet forgets a volume after a final error (and removes only its own folder), so nothing
       // would ever unpublish these leftovers: the status must say "uncertain, call again".
-      expect(NON_FINAL.has((error as CsiError).code), `left record=${leftRecord} dir=${leftDir} but answered ${status[(error as CsiError).code]}`).toBe(true);
+      expect(NON_FINAL.has((answer as CsiError).code), `left record=${leftRecord} dir=${leftDir} but answered ${status[(answer as CsiError).code]}`).toBe(true);
     }
   });
 });

@@ -1,4 +1,4 @@
-import type { RegistrationEntry } from '../../driver/src/dev-agent/registrations.js';
+import type { RegistrationEntry } from '../../dev/src/dev-agent/registrations.js';
 
 /**
  * A dev-agent registration entry written the way SPIRE's CLI shows selectors (`type:value`; the

@@ -1,6 +1,5 @@
 import { SpiffeId, TrustDomain } from '@spire-csi/sdk';
-import { parseSelector, formatSelector } from '../identity/delegated/selectors.js';
-import type { Selector } from '../identity/identity-backend.js';
+import { parseSelector, formatSelector, type Selector } from '@spire-csi/driver/internal';
 
 /**
  * The dev agent's registration file: the few facts a SPIRE server would hold for this node.

@@ -1,12 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { DriverConfig } from '../config/driver-config.js';
+import { type DriverConfig, startDriver, type Mounter } from '@spire-csi/driver/internal';
+import type { Logger as PinoLogger } from 'pino';
 import { validateRegistrations } from '../dev-agent/registrations.js';
 import { DevAgent } from '../dev-agent/server.js';
-import type { DriverLogger } from '../logging.js';
-import { startDriver } from '../main.js';
-import type { Mounter } from '../mount/mounter.js';
 import type { CleanupStack } from './cleanup.js';
 import { DemoError, messageOf } from './errors.js';
 import { KubeletClient, type KubeletPod, type PublishedVolume } from './kubelet-client.js';
@@ -42,7 +40,8 @@ export interface NodeParams {
   readonly svidTtlMs: number;
   readonly pods: readonly DemoPod[];
   readonly mounter: Mounter;
-  readonly logger: DriverLogger;
+  /** pino's (createLogger): its `child` tags the agent's and the driver's lines. */
+  readonly logger: PinoLogger;
   readonly cleanup: CleanupStack;
 }
 

@@ -1,4 +1,4 @@
-import type { Selector } from '../identity/identity-backend.js';
+import type { Selector } from '@spire-csi/driver/internal';
 import type { RegistrationEntry } from './registrations.js';
 
 /** Unambiguous: `{k8s:ns, default}` and `{k8s, ns:default}` are different selectors. */

@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { credentials, type Client, type ServiceError } from '@grpc/grpc-js';
-import { loadProtos } from '../proto/load.js';
+import { loadProtos } from '@spire-csi/driver/internal';
 
 export interface KubeletPod {
   readonly name: string;

@@ -1,8 +1,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, realpath, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseMountInfo } from '../mount/mountinfo.js';
-import { LinuxMounter } from '../mount/mounter.js';
+import { parseMountInfo, LinuxMounter } from '@spire-csi/driver/internal';
 import { DemoError, messageOf } from './errors.js';
 
 const MOUNTINFO = '/proc/self/mountinfo';

@@ -1,6 +1,6 @@
 import { mkdir, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DEFAULT_TMPFS_SIZE_BYTES, LinuxMounter, type Mounter } from '../mount/mounter.js';
+import { DEFAULT_TMPFS_SIZE_BYTES, LinuxMounter, type Mounter } from '@spire-csi/driver/internal';
 import { DirectoryMounter } from './directory-mounter.js';
 import { messageOf } from './errors.js';
 

@@ -1,6 +1,5 @@
 import { tmpdir } from 'node:os';
-import { formatDuration } from '../config/duration.js';
-import { createLogger } from '../logging.js';
+import { formatDuration, createLogger } from '@spire-csi/driver/internal';
 import { CleanupStack } from './cleanup.js';
 import { startClientApp } from './client-app.js';
 import { createDemoRoot, removeDemoRoot, unmountLeftovers } from './demo-folder.js';

@@ -7,11 +7,10 @@ import {
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { silentLogger, type Logger } from '@spire-csi/sdk';
-import { loadProtos } from '../proto/load.js';
+import { loadProtos, type WireFetchJwtSvidsRequest, type WireFetchJwtSvidsResponse } from '@spire-csi/driver/internal';
 import { endWithStatus, UnixGrpcEndpoint } from './grpc-endpoint.js';
 import type { JwtAuthority } from './jwt-authority.js';
 import { parseRegistrations, RegistrationError, type RegistrationEntry, type Registrations } from './registrations.js';
-import type { WireFetchJwtSvidsRequest, WireFetchJwtSvidsResponse } from '../identity/delegated/wire.js';
 import { matchEntries } from './matcher.js';
 import { checkJwtSvidRequest, checkSvidRequest, jwtSvidToWire, type JwtSvidRequest } from './responses.js';
 import { StreamHub, type BundleCall, type JwtBundleCall, type SvidCall } from './stream-hub.js';

@@ -1,9 +1,14 @@
 import { isAbsolute } from 'node:path';
 import { TrustDomain, type Logger } from '@spire-csi/sdk';
-import { parseDuration } from '../config/duration.js';
-import { ConfigError, formatHelp, parseOptions, type OptionSpec } from '../config/options.js';
-import { createLogger } from '../logging.js';
-import type { LogLevel } from '../config/driver-config.js';
+import {
+  parseDuration,
+  ConfigError,
+  formatHelp,
+  parseOptions,
+  type OptionSpec,
+  createLogger,
+  type LogLevel,
+} from '@spire-csi/driver/internal';
 import { RegistrationError } from './registrations.js';
 import { DevAgent } from './server.js';
 

@@ -1,6 +1,6 @@
 import { chmod, mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import type { Mounter, TmpfsOptions } from '../mount/mounter.js';
+import type { Mounter, TmpfsOptions } from '@spire-csi/driver/internal';
 
 /**
  * Stands in for tmpfs when the demo cannot mount (not root, or a container without

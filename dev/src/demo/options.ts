@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { TrustDomain } from '@spire-csi/sdk';
-import { DurationError, parseDuration } from '../config/duration.js';
+import { DurationError, parseDuration } from '@spire-csi/driver/internal';
 import { DemoUsageError } from './errors.js';
 
 export interface DemoOptions {
@@ -27,7 +27,7 @@ export const DEFAULT_TRUST_DOMAIN = 'example.org';
 const MIN_ROTATION_MS = 2_000;
 
 export const DEMO_HELP = `Usage: npm run demo -- [options]
-       node driver/dist/demo/main.js [options]
+       npx spire-csi-demo [options]
 
 Runs the whole product on this machine, no cluster needed: a development SPIRE agent, the
 spire-csi driver, two pods' volumes published through the CSI socket exactly as kubelet would,

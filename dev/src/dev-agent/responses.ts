@@ -1,12 +1,12 @@
 import { status } from '@grpc/grpc-js';
 import { SpiffeId } from '@spire-csi/sdk';
-import type { Selector } from '../identity/identity-backend.js';
 import type {
+  Selector,
   WireFetchJwtSvidsRequest,
   WireJwtSvid,
   WireSubscribeToX509SvidsRequest,
   WireSubscribeToX509SvidsResponse,
-} from '../identity/delegated/wire.js';
+} from '@spire-csi/driver/internal';
 import type { IssuedSvid } from './ca.js';
 import type { IssuedJwtSvid } from './jwt-authority.js';
 import { entryKey } from './matcher.js';

@@ -1,10 +1,10 @@
 import type { ServerWritableStream, status } from '@grpc/grpc-js';
-import type { Selector } from '../identity/identity-backend.js';
 import type {
+  Selector,
   WireSubscribeToJwtBundlesResponse,
   WireSubscribeToX509BundlesResponse,
   WireSubscribeToX509SvidsRequest,
-} from '../identity/delegated/wire.js';
+} from '@spire-csi/driver/internal';
 import { endWithStatus, writeMessage } from './grpc-endpoint.js';
 import { entryKey, matchEntries } from './matcher.js';
 import type { RegistrationEntry, Registrations } from './registrations.js';

@@ -17,7 +17,3 @@ export function timeLeft(at: Date, nowMs: number): string {
 export function shortSerial(serial: string, length = 12): string {
   return serial.length <= length ? serial : `${serial.slice(0, length)}…`;
 }
-
-export function plural(count: number, one: string, many = `${one}s`): string {
-  return `${count} ${count === 1 ? one : many}`;
-}

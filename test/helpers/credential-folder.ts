@@ -110,6 +110,11 @@ export interface CredentialFilesSpec {
   readonly split?: boolean;
   /** Write the SPIFFE Filesystem Delivery files. Default true. */
   readonly credentialBundle?: boolean;
+  /**
+   * bundle.pem holds the own roots and then every federated trust domain's, as the driver writes it
+   * with `csi.spire.io/bundle-include-federated: "true"`. Default false.
+   */
+  readonly bundleIncludeFederated?: boolean;
 }
 
 /** The file set the driver writes for one SVID. */
@@ -123,7 +128,9 @@ export function credentialFiles(svid: MintedSvid, spec: CredentialFilesSpec): Re
   if (spec.split ?? true) {
     files['svid.pem'] = svid.chainPem;
     files['svid_key.pem'] = svid.keyPem;
-    files['bundle.pem'] = spec.bundlePem;
+    // The driver concatenates own first, then the federated trust domains in name order.
+    const federated = Object.entries(spec.federated ?? {}).sort(([a], [b]) => a.localeCompare(b));
+    files['bundle.pem'] = spec.bundleIncludeFederated ? [spec.bundlePem, ...federated.map(([, pem]) => pem)].join('') : spec.bundlePem;
   }
   return files;
 }

@@ -184,11 +184,62 @@ describe('parseCredentialFiles: split files', () => {
     expect(parsed.sources).toEqual(['svid.pem', 'svid_key.pem', 'bundle.pem']);
   });
 
-  it('takes every root in bundle.pem as the own trust domain (federated roots included)', () => {
-    const record = { 'svid.pem': svid.chainPem, 'svid_key.pem': svid.keyPem, 'bundle.pem': ca.rootPem + fedCa.rootPem };
-    const bundles = parseCredentialFiles(files(record)).material.bundles;
+  it('takes the roots of bundle.pem as the own trust domain, except those naming another one', () => {
+    const record = { 'svid.pem': svid.chainPem, 'svid_key.pem': svid.keyPem, 'bundle.pem': ca.rootPem + otherCa.rootPem + fedCa.rootPem };
+    const parsed = parseCredentialFiles(files(record));
+    const bundles = parsed.material.bundles;
     expect(bundles.trustDomains().map((td) => td.name)).toEqual(['example.org']);
-    expect(bundles.get('example.org')!.authorities).toHaveLength(2);
+    expect(bundles.get('example.org')!.authorities.map((cert) => cert.fingerprint256)).toEqual([
+      ca.rootCert.fingerprint256,
+      otherCa.rootCert.fingerprint256,
+    ]);
+    expect(parsed.foreignRoots).toEqual([{ file: 'bundle.pem', trustDomain: 'partner.test', fingerprint256: fedCa.rootCert.fingerprint256 }]);
+  });
+
+  it('drops roots whose SPIFFE URI SAN is not exactly the own trust domain, keeps roots without one', async () => {
+    const [upper, badId, withPath, none, https] = await Promise.all([
+      TestCa.create('example.org', { uris: ['SPIFFE://example.org'] }),
+      TestCa.create('example.org', { uris: ['spiffe://Example.org'] }),
+      TestCa.create('example.org', { uris: ['spiffe://partner.test/ca'] }),
+      TestCa.create('example.org', { uris: [] }),
+      TestCa.create('example.org', { uris: ['https://example.org/ca'] }),
+    ]);
+    const record = {
+      'svid.pem': svid.chainPem,
+      'svid_key.pem': svid.keyPem,
+      'bundle.pem': [ca, upper, badId, withPath, none, https].map((c) => c.rootPem).join(''),
+    };
+    const parsed = parseCredentialFiles(files(record));
+    expect(parsed.material.bundles.get('example.org')!.authorities.map((cert) => cert.fingerprint256)).toEqual(
+      [ca, none, https].map((c) => c.rootCert.fingerprint256),
+    );
+    expect(parsed.foreignRoots.map((root) => root.trustDomain)).toEqual(['SPIFFE://example.org', 'spiffe://Example.org', 'partner.test']);
+  });
+
+  it('refuses a bundle.pem with no root for the own trust domain', () => {
+    const record = { 'svid.pem': svid.chainPem, 'svid_key.pem': svid.keyPem, 'bundle.pem': fedCa.rootPem };
+    expectFailure(() => parseCredentialFiles(files(record)), 'invalid', /bundle\.pem holds no authority for example\.org: .*\(partner\.test\)/);
+  });
+
+  it('prefers per-trust-domain bundle files to bundle.pem when the folder has them', () => {
+    const record = {
+      'svid.pem': svid.chainPem,
+      'svid_key.pem': svid.keyPem,
+      'bundle.pem': otherCa.rootPem + fedCa.rootPem,
+      'example.org.spiffe-trust-bundle.pem': ca.rootPem,
+      'partner.test.spiffe-trust-bundle.pem': fedCa.rootPem,
+    };
+    const parsed = parseCredentialFiles(files(record), { layout: 'split' });
+    expect(parsed.layout).toBe('split');
+    expect(parsed.sources).toEqual(['svid.pem', 'svid_key.pem', 'example.org.spiffe-trust-bundle.pem', 'partner.test.spiffe-trust-bundle.pem']);
+    expect(parsed.material.bundles.get('example.org')!.authorities.map((cert) => cert.fingerprint256)).toEqual([ca.rootCert.fingerprint256]);
+    expect(parsed.material.bundles.get('partner.test')!.authorities.map((cert) => cert.fingerprint256)).toEqual([fedCa.rootCert.fingerprint256]);
+    expect(parsed.foreignRoots).toEqual([]);
+
+    const { 'bundle.pem': _unused, ...withoutBundle } = record;
+    expect(parseCredentialFiles(files(withoutBundle)).material.bundles.trustDomains().map((td) => td.name)).toEqual(['example.org', 'partner.test']);
+    const { 'example.org.spiffe-trust-bundle.pem': _own, ...withoutOwn } = record;
+    expectFailure(() => parseCredentialFiles(files(withoutOwn)), 'invalid', /no trust bundle for the SVID's own trust domain "example\.org"/);
   });
 
   it('uses configured file names', () => {
@@ -225,7 +276,14 @@ describe('file selection and names', () => {
       'jwt-svid.token',
     ];
     expect(selectCredentialFiles(names).sort()).toEqual(names.filter((n) => !['identity.json', 'jwt-svid.token'].includes(n)).sort());
-    expect(selectCredentialFiles(names, { layout: 'split' }).sort()).toEqual(['bundle.pem', 'svid.pem', 'svid_key.pem']);
+    // Per-trust-domain bundles too: they take precedence over bundle.pem for trust anchors.
+    expect(selectCredentialFiles(names, { layout: 'split' }).sort()).toEqual([
+      'bundle.pem',
+      'example.org.spiffe-trust-bundle.pem',
+      'partner.test.spiffe-trust-bundle.pem',
+      'svid.pem',
+      'svid_key.pem',
+    ]);
     expect(selectCredentialFiles(names, { layout: 'credential-bundle' }).sort()).toEqual([
       'credential-bundle.pem',
       'example.org.spiffe-trust-bundle.pem',

@@ -8,6 +8,7 @@ import { FileSource, type FileSourceOptions, type FileSourceWarning } from '../.
 import type { X509Material } from '../../sdk/src/source/x509-source.js';
 import { TrustDomain } from '../../sdk/src/spiffe-id/trust-domain.js';
 import { CredentialFolder, credentialFiles, type WriteMode } from '../helpers/credential-folder.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { TestCa, type MintedSvid } from '../helpers/test-ca.js';
 import { waitFor } from '../helpers/wait-for.js';
 
@@ -50,7 +51,11 @@ interface Recorded {
   warnings: FileSourceWarning[];
 }
 
-/** A FileSource with fast timings (unless overridden), recording its events, closed after the test. */
+/**
+ * A FileSource with fast timings (unless overridden), recording its events, closed after the test.
+ * Tests that wait on the source's own timers pass a FakeClock (and no watch, so every read is one
+ * the test caused); tests that wait on real filesystem events keep the system clock.
+ */
 function open(folder: string | undefined, options: FileSourceOptions = {}, listenErrors = true): { source: FileSource } & Recorded {
   const source = new FileSource(folder, { debounceMs: 10, recheckIntervalMs: 600_000, readRetryDelayMs: 5, ...options });
   sources.push(source);
@@ -133,8 +138,13 @@ describe('FileSource: loading', () => {
   it('ready() times out naming the folder and the last problem', async () => {
     const folder = await newFolder();
     await writeFile(join(folder.path, 'unrelated.txt'), 'x');
-    const { source } = open(folder.path);
-    const err = (await source.ready(300).catch((e: unknown) => e)) as FileSourceError;
+    const clock = new FakeClock(Date.now());
+    const { source } = open(folder.path, { watch: false, clock });
+    const pending = source.ready(300).catch((e: unknown) => e);
+    await clock.advance(299);
+    expect(clock.pendingDelays()).toContain(1);
+    await clock.advance(1);
+    const err = (await pending) as FileSourceError;
     expect(err).toBeInstanceOf(FileSourceError);
     expect(err.kind).toBe('timeout');
     expect(err.message).toMatch(
@@ -145,8 +155,11 @@ describe('FileSource: loading', () => {
   it('ready() on a missing folder says it does not exist', async () => {
     const folder = await newFolder();
     await folder.remove();
-    const { source } = open(folder.path);
-    const err = (await source.ready(300).catch((e: unknown) => e)) as FileSourceError;
+    const clock = new FakeClock(Date.now());
+    const { source } = open(folder.path, { watch: false, clock });
+    const pending = source.ready(300).catch((e: unknown) => e);
+    await clock.advance(300);
+    const err = (await pending) as FileSourceError;
     expect(err.kind).toBe('timeout');
     expect(err.message).toContain(`credential folder ${folder.path} does not exist`);
   });
@@ -231,11 +244,15 @@ describe('FileSource: rotation', () => {
   it('the periodic re-check picks up changes without any watch', async () => {
     const folder = await newFolder();
     await folder.write(files(await mint()));
-    const { source } = open(folder.path, { watch: false, recheckIntervalMs: 50 });
+    const clock = new FakeClock(Date.now());
+    const { source } = open(folder.path, { watch: false, recheckIntervalMs: 50, clock });
     await source.ready(10_000);
     const next = await mint();
     await folder.write(files(next));
-    await waitForSerial(source, next, 'the rotation seen by the re-check');
+    await clock.advance(49);
+    expect(serialOf(source)).not.toBe(next.cert.serialNumber);
+    await clock.advance(1);
+    expect(serialOf(source)).toBe(next.cert.serialNumber);
   });
 
   it('follows a plain file deleted and rewritten under the same name, again and again', async () => {
@@ -253,11 +270,16 @@ describe('FileSource: rotation', () => {
 
   it('retries a failed read without any event (nothing loaded yet, no watch)', async () => {
     const folder = await newFolder();
-    const { source, errors } = open(folder.path, { watch: false, recheckIntervalMs: 600_000 });
+    const clock = new FakeClock(Date.now());
+    const { source, errors } = open(folder.path, { watch: false, recheckIntervalMs: 600_000, clock });
     const ready = source.ready(10_000);
-    await waitFor(() => errors[0], { message: 'the empty folder to be reported' });
+    // The empty folder reads as plain files: re-read a few times (5 ms apart), then reported.
+    await clock.advance(50);
+    expect(errors.map((e) => e.kind)).toEqual(['missing']);
     const svid = await mint();
     await folder.write(files(svid));
+    // The first retry after a failure comes 1 s later, with no event and long before the re-check.
+    await clock.advance(1_000);
     expect((await ready).svid.serialNumber).toBe(svid.cert.serialNumber);
   });
 
@@ -407,42 +429,71 @@ describe('FileSource: invalid updates never replace good material', () => {
 });
 
 describe('FileSource: expiry warnings', () => {
-  it('warns once when the SVID nears expiry, and once when it expired', async () => {
+  it('warns once when the SVID nears expiry, and once when it expired, on its own timer', async () => {
     const folder = await newFolder();
     const start = Date.now();
     // 60 min lifetime; the default warning window is the last third (20 min).
     const svid = await mint({ notBefore: new Date(start - 600_000), notAfter: new Date(start + 3_000_000) });
     await folder.write(files(svid));
-    let clock = start;
-    const { source, warnings } = open(folder.path, { now: () => new Date(clock) });
+    const clock = new FakeClock(start);
+    const { source, warnings } = open(folder.path, { watch: false, clock });
     await source.ready(10_000);
     await source.refresh();
     expect(warnings).toEqual([]);
 
-    clock = start + 1_900_000; // 41 min into the lifetime, 19 min left
-    await source.refresh();
+    // 41 min into the lifetime, 19 min left: no read needed, the expiry check fires by itself.
+    await clock.advance(1_900_000);
     expect(warnings.map((w) => w.kind)).toEqual(['expiring']);
     expect(warnings[0]).toMatchObject({ folder: folder.path, spiffeId: `spiffe://${TD}/workload`, serialNumber: svid.cert.serialNumber });
     expect(warnings[0]!.message).toMatch(/^filesource: X509-SVID spiffe:\/\/example\.org\/workload .* expires at /);
     await source.refresh();
     expect(warnings).toHaveLength(1);
 
-    clock = start + 3_001_000;
-    await source.refresh();
+    await clock.advance(1_101_000);
     expect(warnings.map((w) => w.kind)).toEqual(['expiring', 'expired']);
     await source.refresh();
+    await clock.advance(600_000);
     expect(warnings).toHaveLength(2);
     // The expired SVID is still served: nothing better exists.
     expect(serialOf(source)).toBe(svid.cert.serialNumber);
   });
 
+  it('a clock jump past the warning point warns at the next read', async () => {
+    const folder = await newFolder();
+    const start = Date.now();
+    const svid = await mint({ notBefore: new Date(start - 600_000), notAfter: new Date(start + 3_000_000) });
+    await folder.write(files(svid));
+    const clock = new FakeClock(start);
+    const { source, warnings } = open(folder.path, { watch: false, clock });
+    await source.ready(10_000);
+    clock.set(new Date(start + 1_900_000));
+    await source.refresh();
+    expect(warnings.map((w) => w.kind)).toEqual(['expiring']);
+  });
+
   it('honours expiryWarningMs', async () => {
     const folder = await newFolder();
     await folder.write(files(await mint()));
-    const { source, warnings } = open(folder.path, { expiryWarningMs: 2 * 3_600_000 });
+    const clock = new FakeClock(Date.now());
+    const { source, warnings } = open(folder.path, { expiryWarningMs: 2 * 3_600_000, watch: false, clock });
     await source.ready(10_000);
-    await waitFor(() => warnings[0], { message: 'the expiry warning' });
+    await clock.advance(0);
     expect(warnings.map((w) => w.kind)).toEqual(['expiring']);
+  });
+
+  it('refuses an SVID that is not valid yet by the injected clock', async () => {
+    const folder = await newFolder();
+    const svid = await mint();
+    await folder.write(files(svid));
+    const clock = new FakeClock(new Date(svid.cert.validFrom).getTime() - 60_000);
+    const { source, errors } = open(folder.path, { watch: false, clock });
+    await source.refresh();
+    expect(errors.map((e) => e.kind)).toEqual(['expired']);
+    expect(errors[0]!.message).toMatch(/the leaf is not valid yet/);
+    // Once the clock reaches notBefore, the failure backoff's next read takes it.
+    clock.set(new Date(svid.cert.validFrom));
+    await clock.advance(1_000);
+    expect(serialOf(source)).toBe(svid.cert.serialNumber);
   });
 });
 

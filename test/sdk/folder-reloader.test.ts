@@ -1,6 +1,7 @@
 import { renameSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
+import { systemClock } from '../../sdk/src/clock/clock.js';
 import type { Logger } from '../../sdk/src/logger.js';
 import {
   CredentialFolderReloader,
@@ -9,6 +10,7 @@ import {
   type FolderReloadOptions,
 } from '../../sdk/src/source/folder-reloader.js';
 import { CredentialFolder } from '../helpers/credential-folder.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 /**
@@ -52,6 +54,8 @@ interface LogEntry {
 
 interface Toy {
   readonly reloader: ToyReloader;
+  /** Drives every wait of the reloader unless the test passed its own clock. */
+  readonly clock: FakeClock;
   readonly updates: ToyMaterial[];
   readonly errors: ToyError[];
   readonly expiryChecks: ToyMaterial[];
@@ -81,7 +85,8 @@ function recordingLogger(logs: LogEntry[]): Logger {
 
 /**
  * A started reloader over `folder`. Without a watch and with a long re-check by default, so every
- * read in a test is one it asked for with refresh() (or the first one, from start()).
+ * read in a test is one it asked for with refresh() (or the first one, from start()). Its waits
+ * are on a FakeClock: a test moves time, it never sleeps.
  */
 function open(
   folder: string,
@@ -132,10 +137,16 @@ function open(
     },
     ...delegateOverrides,
   };
-  const reloader = new CredentialFolderReloader(folder, { watch: false, recheckIntervalMs: 600_000, readRetryDelayMs: 1, ...options }, recordingLogger(logs), delegate);
+  const clock = new FakeClock();
+  const reloader = new CredentialFolderReloader(
+    folder,
+    { watch: false, recheckIntervalMs: 600_000, readRetryDelayMs: 1, clock, ...options },
+    recordingLogger(logs),
+    delegate,
+  );
   reloaders.push(reloader);
   if (start) reloader.start();
-  return { reloader, updates, errors, expiryChecks, logs, parses: () => parses };
+  return { reloader, clock, updates, errors, expiryChecks, logs, parses: () => parses };
 }
 
 function messages(logs: readonly LogEntry[], level: string): (string | undefined)[] {
@@ -217,7 +228,8 @@ describe('CredentialFolderReloader', () => {
     const folder = await newFolder();
     const toy = open(folder.path, {}, { listenErrors: false });
     const ready = toy.reloader.ready(10_000);
-    await toy.reloader.refresh();
+    // An empty folder reads as plain files, re-read (on the clock) until the attempts run out.
+    await toy.clock.runUntilSettled(toy.reloader.refresh());
     expect(toy.logs).toContainEqual({
       level: 'warn',
       obj: { folder: folder.path, kind: 'missing', error: 'toysource: no value.txt' },
@@ -238,7 +250,11 @@ describe('CredentialFolderReloader', () => {
     await folder.write({ 'value.txt': 'bad-x' });
     const toy = open(folder.path);
     await toy.reloader.refresh();
-    const err = await toy.reloader.ready(50).catch((e: unknown) => e);
+    const pending = toy.reloader.ready(50).catch((e: unknown) => e);
+    await toy.clock.advance(49);
+    expect(toy.clock.pendingDelays()).toContain(1);
+    await toy.clock.advance(1);
+    const err = await pending;
     expect(err).toBeInstanceOf(ToyError);
     expect((err as ToyError).kind).toBe('timeout');
     expect((err as ToyError).message).toBe(`toysource: no valid toy value in ${folder.path} after 50 ms (last problem: cannot parse bad-x)`);
@@ -256,11 +272,56 @@ describe('CredentialFolderReloader', () => {
     expect(await pending).toMatchObject({ kind: 'closed', message: `toysource: closed before a toy value was loaded from ${folder.path}` });
     await expect(toy.reloader.ready(10_000)).rejects.toMatchObject({ kind: 'closed' });
 
+    // The first read was pausing between attempts on the empty folder: close() cut that short.
+    expect(toy.clock.pendingTimers).toBe(0);
+
     await folder.write({ 'value.txt': 'one' });
     const parses = toy.parses();
     await toy.reloader.refresh();
     expect(toy.parses()).toBe(parses);
     expect(toy.reloader.material).toBeUndefined();
+  });
+
+  it('retries a failed read on the backoff, without events, until the re-check interval', async () => {
+    const folder = await newFolder();
+    await folder.write({ 'value.txt': 'bad' });
+    const toy = open(folder.path, { recheckIntervalMs: 3_000 });
+    await toy.clock.advance(0); // the first read, from start()
+    expect(toy.errors).toHaveLength(1);
+    expect(toy.clock.pendingDelays()).toEqual([1_000]);
+    await toy.clock.advance(1_000);
+    expect(toy.clock.pendingDelays()).toEqual([2_000]);
+    await toy.clock.advance(2_000);
+    // 4 s is the next step, capped by the 3 s re-check interval.
+    expect(toy.clock.pendingDelays()).toEqual([3_000]);
+    expect(toy.parses()).toBe(3);
+
+    await folder.write({ 'value.txt': 'one' });
+    await toy.clock.advance(3_000);
+    expect(toy.reloader.material).toEqual({ value: 'one' });
+    // Good material: back to the plain re-check interval.
+    expect(toy.clock.pendingDelays()).toEqual([3_000]);
+  });
+
+  it('holds the process open while ready() is pending, though every clock timer is unref\'d', async () => {
+    const folder = await newFolder();
+    await folder.write({ 'value.txt': 'bad' });
+    const toy = open(folder.path, {}, {}, false);
+    const keepingAlive = (): number => process.getActiveResourcesInfo().filter((type) => type === 'Timeout').length;
+    const before = keepingAlive();
+    const pending = toy.reloader.ready(1_000).catch((e: unknown) => e);
+    expect(keepingAlive()).toBe(before + 1);
+    toy.reloader.start();
+    await toy.clock.advance(1_000);
+    expect(await pending).toMatchObject({ kind: 'timeout' });
+    expect(keepingAlive()).toBe(before);
+
+    const second = toy.reloader.ready(1_000);
+    expect(keepingAlive()).toBe(before + 1);
+    await folder.write({ 'value.txt': 'one' });
+    await toy.reloader.refresh();
+    await expect(second).resolves.toEqual({ value: 'one' });
+    expect(keepingAlive()).toBe(before);
   });
 
   it('rejects bad options with the source error class', async () => {
@@ -314,7 +375,7 @@ describe('CredentialFolderReloader', () => {
   it('checks the expiry of the current material after every reload, and only once there is one', async () => {
     const folder = await newFolder();
     const toy = open(folder.path);
-    await toy.reloader.refresh();
+    await toy.clock.runUntilSettled(toy.reloader.refresh());
     expect(toy.expiryChecks).toEqual([]);
     await folder.write({ 'value.txt': 'one' });
     await toy.reloader.refresh();
@@ -327,7 +388,8 @@ describe('CredentialFolderReloader', () => {
   it('with a watch, follows changes inside the folder and a folder replaced by rename', async () => {
     const folder = await newFolder();
     await folder.write({ 'value.txt': 'one' });
-    const toy = open(folder.path, { watch: true, debounceMs: 10 });
+    // Real filesystem events, so real time: the debounce after each event is short.
+    const toy = open(folder.path, { watch: true, debounceMs: 10, clock: systemClock });
     await toy.reloader.ready(10_000);
 
     await folder.write({ 'value.txt': 'two' });

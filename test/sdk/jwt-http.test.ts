@@ -8,6 +8,7 @@ import { bearerTokenInterceptor } from '../../sdk/src/jwt/bearer-interceptor.js'
 import { BearerTokenError, JwtAuthenticationError } from '../../sdk/src/jwt/errors.js';
 import { JwtBundleSet } from '../../sdk/src/jwt/jwt-bundle-set.js';
 import { jwtSvidMiddleware, type JwtSvidMiddlewareOptions } from '../../sdk/src/jwt/middleware.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { bundleOf, createIssuer, mintJwtSvid, nowSeconds, type Issuer } from './jwt-fixtures.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -228,5 +229,20 @@ describe('authenticateJwtSvid', () => {
     ).catch((e: unknown) => e);
     expect(refused).toMatchObject({ statusCode: 403, reason: 'forbidden' });
     expect((refused as Error).message).toMatch(/^jwtauth: spiffe:\/\/example.org\/workload is not authorized: authorize: /);
+  });
+
+  it('judges exp and nbf by the injected clock', async () => {
+    const issuer = await createIssuer('example.org', 'ec-1');
+    const bundles = new JwtBundleSet([bundleOf('example.org', issuer)]);
+    const exp = nowSeconds() + 600;
+    const token = await mintJwtSvid(issuer, { exp, nbf: exp - 1200 });
+    const req = (): { headers: { authorization: string } } => ({ headers: { authorization: `Bearer ${token}` } });
+    const clock = new FakeClock(exp * 1000 - 60_000);
+    await expect(authenticateJwtSvid(req(), { audience: 'api', bundles, clock })).resolves.toBeTruthy();
+    // Past exp plus the default 30 s of skew.
+    clock.set(new Date(exp * 1000 + 31_000));
+    await expect(authenticateJwtSvid(req(), { audience: 'api', bundles, clock })).rejects.toMatchObject({ statusCode: 401, reason: 'token has expired' });
+    clock.set(new Date((exp - 1200) * 1000 - 31_000));
+    await expect(authenticateJwtSvid(req(), { audience: 'api', bundles, clock })).rejects.toMatchObject({ statusCode: 401, reason: 'token is not valid yet' });
   });
 });

@@ -7,6 +7,7 @@ import { JwtSource, type JwtSourceOptions } from '../../sdk/src/jwt/jwt-source.j
 import { validateJwtSvid } from '../../sdk/src/jwt/validate.js';
 import { TrustDomain } from '../../sdk/src/spiffe-id/trust-domain.js';
 import { CredentialFolder, type WriteMode } from '../helpers/credential-folder.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { createIssuer, jwksOf, mintJwtSvid, nowSeconds, type Issuer } from './jwt-fixtures.js';
 
@@ -67,19 +68,20 @@ describe('JwtSource', () => {
   it('loads the token and the per-trust-domain JWT bundles', async () => {
     const folder = await newFolder();
     const exp = nowSeconds() + 600;
-    const token = await mintJwtSvid(ec, { aud: ['api', 'vault'], exp });
+    const token = await mintJwtSvid(ec, { aud: ['api'], exp });
     await folder.write(await driverFiles(token));
     const { source, updates } = open(folder.path);
     const material = await source.ready();
     expect(material.svid?.token).toBe(token);
     const current = source.current();
     expect(current.id.toString()).toBe('spiffe://example.org/workload');
-    expect(current.audience).toEqual(['api', 'vault']);
+    expect(current.audience).toEqual(['api']);
     expect(current.expiresAt).toEqual(new Date(exp * 1000));
     expect(source.getToken()).toBe(token);
-    expect(source.getToken('vault')).toBe(token);
+    expect(source.getToken('api')).toBe(token);
+    expect(source.getJwtSvid('api')).toBe(current);
     expect(() => source.getToken('billing')).toThrow(JwtSourceError);
-    expect(() => source.getToken('billing')).toThrow(/audience \["api","vault"\], not "billing"/);
+    expect(() => source.getToken('billing')).toThrow(/no JWT-SVID for audience "billing" in .*: jwt-svid\.token is for \["api"\]/);
     expect(source.getJwtBundles().trustDomains().map((td) => td.name).sort()).toEqual(['example.org', 'partner.test']);
     expect(source.getJwtBundleForTrustDomain(TrustDomain.parse('partner.test'))?.keyIds()).toEqual(['p-1']);
     expect(updates).toHaveLength(1);
@@ -187,13 +189,46 @@ describe('JwtSource', () => {
   it('does not become ready with an expired token, and says why', async () => {
     const folder = await newFolder();
     await folder.write(await driverFiles(await mintJwtSvid(ec, { exp: nowSeconds() - 60 })));
-    const { source } = open(folder.path);
-    const err = await source.ready(300).catch((e: unknown) => e);
+    const clock = new FakeClock(Date.now());
+    const { source } = open(folder.path, { watch: false, clock });
+    const pending = source.ready(300).catch((e: unknown) => e);
+    await clock.advance(300);
+    const err = await pending;
     expect(err).toBeInstanceOf(JwtSourceError);
     expect((err as JwtSourceError).kind).toBe('timeout');
     expect((err as JwtSourceError).message).toMatch(/expired at/);
     expect(() => source.current()).toThrow(/not-ready|no JWT-SVID material loaded yet/);
     expect(source.getJwtBundleForTrustDomain(TrustDomain.parse('example.org'))).toBeUndefined();
+  });
+
+  it('judges expiry by its clock, and logs once when a token expires without a replacement', async () => {
+    const folder = await newFolder();
+    const exp = nowSeconds() + 600;
+    const token = await mintJwtSvid(ec, { exp });
+    await folder.write(await driverFiles(token));
+    const logged: { level: string; msg: string | undefined }[] = [];
+    const log = (level: string) => (_obj: object, msg?: string) => logged.push({ level, msg });
+    const logger: Logger = { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
+    const clock = new FakeClock(Date.now());
+    const { source, errors } = open(folder.path, { watch: false, clock, logger });
+    await source.ready();
+
+    await clock.advance(exp * 1000 - clock.nowMs);
+    expect(logged.filter((entry) => entry.level === 'error')).toEqual([]);
+    await clock.advance(1);
+    expect(logged.filter((entry) => entry.level === 'error').map((entry) => entry.msg)).toEqual([
+      `jwtsource: the JWT-SVID in jwt-svid.token expired and no newer one arrived in ${folder.path}`,
+    ]);
+    await clock.advance(3_600_000);
+    expect(logged.filter((entry) => entry.level === 'error')).toHaveLength(1);
+    // The token already held keeps being served; a re-read of the same bytes is no news.
+    expect(source.getToken()).toBe(token);
+    expect(errors).toEqual([]);
+
+    // A different token that is already expired by this clock is refused.
+    await folder.write(await driverFiles(await mintJwtSvid(ec2, { exp })));
+    await source.refresh();
+    expect(errors.map((e) => e.kind)).toEqual(['expired']);
   });
 
   it('close() is idempotent and rejects pending ready() calls', async () => {
@@ -211,5 +246,128 @@ describe('JwtSource', () => {
     expect(() => new JwtSource('/tmp', { tokenFile: '../x' })).toThrow(/plain file name/);
     expect(() => new JwtSource(undefined, { env: {} })).toThrow(/^jwtsource: no credential folder/);
     expect(() => new JwtSource('/tmp', { watch: false, recheckIntervalMs: 0 })).toThrow(/recheckIntervalMs/);
+  });
+});
+
+/**
+ * #13 finding 1: a token minted for several audiences can be replayed by any of them to the
+ * others. The driver writes one token per audience (`jwt-svid.<audience>.token`), and getToken()
+ * never hands out a token whose `aud` is anything but the one audience asked for.
+ */
+describe('JwtSource: one JWT-SVID per audience', () => {
+  it('refuses a multi-audience token in jwt-svid.token for every one of its audiences', async () => {
+    const folder = await newFolder();
+    await folder.write(await driverFiles(await mintJwtSvid(ec, { aud: ['api', 'billing'] })));
+    const { source } = open(folder.path);
+    await source.ready();
+    for (const audience of ['api', 'billing']) {
+      let caught: unknown;
+      try {
+        source.getToken(audience);
+      } catch (err) {
+        caught = err;
+      }
+      expect(caught).toBeInstanceOf(JwtSourceError);
+      expect((caught as JwtSourceError).kind).toBe('audience');
+      expect((caught as JwtSourceError).message).toContain(`audience "${audience}"`);
+    }
+    expect(() => source.getToken()).toThrow(/several audiences/);
+  });
+
+  it('serves the token of jwt-svid.token only when its aud is exactly the audience asked for', async () => {
+    const folder = await newFolder();
+    const single = await mintJwtSvid(ec, { aud: ['api'] });
+    await folder.write(await driverFiles(single));
+    const { source } = open(folder.path);
+    await source.ready();
+    expect(source.getToken('api')).toBe(single);
+    expect(source.getToken()).toBe(single);
+    expect(() => source.getToken('billing')).toThrow(/no JWT-SVID for audience "billing"/);
+
+    // A string aud is the same as a one-element array.
+    const asString = await mintJwtSvid(ec2, { aud: 'api' });
+    await folder.write(await driverFiles(asString));
+    await source.refresh();
+    expect(source.getToken('api')).toBe(asString);
+  });
+
+  it('serves per-audience files, each for its own audience only', async () => {
+    const folder = await newFolder();
+    const api = await mintJwtSvid(ec, { aud: ['api'] });
+    const billing = await mintJwtSvid(ec, { aud: 'billing' });
+    const odd = 'https://api.example.com/v1';
+    const oddToken = await mintJwtSvid(ec, { aud: [odd] });
+    const unicode = 'bücher ☃';
+    const unicodeToken = await mintJwtSvid(ec2, { aud: [unicode] });
+    await folder.write({
+      'jwt-svid.api.token': `${api}\n`,
+      'jwt-svid.billing.token': billing,
+      'jwt-svid.https%3A%2F%2Fapi.example.com%2Fv1.token': oddToken,
+      'jwt-svid.b%C3%BCcher%20%E2%98%83.token': unicodeToken,
+      [BUNDLE]: jwksOf(ec, ec2),
+    });
+    const { source, updates } = open(folder.path);
+    await source.ready();
+    expect(source.getToken('api')).toBe(api);
+    expect(source.getToken('billing')).toBe(billing);
+    expect(source.getToken(odd)).toBe(oddToken);
+    expect(source.getToken(unicode)).toBe(unicodeToken);
+    expect(() => source.getToken('vault')).toThrow(/no JWT-SVID for audience "vault"/);
+    // Several tokens and no audience named: which one would be a guess.
+    expect(() => source.getToken()).toThrow(/several audiences/);
+
+    // A refresh of one audience's token is picked up like any other update.
+    const apiNext = await mintJwtSvid(ec2, { aud: ['api'] });
+    await folder.write({
+      'jwt-svid.api.token': apiNext,
+      'jwt-svid.billing.token': billing,
+      [BUNDLE]: jwksOf(ec, ec2),
+    });
+    await source.refresh();
+    expect(updates).toHaveLength(2);
+    expect(source.getToken('api')).toBe(apiNext);
+    expect(() => source.getToken(odd)).toThrow(/no JWT-SVID for audience/);
+  });
+
+  it('a token that expired in place does not hold back the refresh of the others', async () => {
+    const folder = await newFolder();
+    const start = nowSeconds();
+    const api = await mintJwtSvid(ec, { aud: 'api', exp: start + 600 });
+    const billing = await mintJwtSvid(ec, { aud: 'billing', exp: start + 900 });
+    await folder.write({ 'jwt-svid.api.token': api, 'jwt-svid.billing.token': billing, [BUNDLE]: jwksOf(ec) });
+    const clock = new FakeClock(start * 1000);
+    const { source, errors } = open(folder.path, { watch: false, clock });
+    await source.ready();
+
+    // api's refresh keeps failing on the driver side; its token expires where it is.
+    await clock.advance(601_000);
+    const billingNext = await mintJwtSvid(ec, { aud: 'billing', exp: start + 3600 });
+    await folder.write({ 'jwt-svid.api.token': api, 'jwt-svid.billing.token': billingNext, [BUNDLE]: jwksOf(ec, ec2) });
+    await source.refresh();
+    expect(errors).toEqual([]);
+    expect(source.getToken('billing')).toBe(billingNext);
+    expect(source.getToken('api')).toBe(api);
+    expect(source.getJwtBundles().get('example.org')!.keyIds().sort()).toEqual(['ec-1', 'ec-2']);
+
+    // A token that is new and already expired is still refused.
+    const staleApi = await mintJwtSvid(ec2, { aud: 'api', exp: start + 300 });
+    await folder.write({ 'jwt-svid.api.token': staleApi, 'jwt-svid.billing.token': billingNext, [BUNDLE]: jwksOf(ec, ec2) });
+    await source.refresh();
+    expect(errors.map((e) => e.kind)).toEqual(['expired']);
+    expect(errors[0]!.message).toMatch(/in jwt-svid\.api\.token expired at/);
+    expect(source.getToken('api')).toBe(api);
+  });
+
+  it('refuses an update whose per-audience file holds a token for other audiences', async () => {
+    const folder = await newFolder();
+    const api = await mintJwtSvid(ec, { aud: ['api'] });
+    await folder.write({ 'jwt-svid.api.token': api, [BUNDLE]: jwksOf(ec) });
+    const { source, errors } = open(folder.path);
+    await source.ready();
+    await folder.write({ 'jwt-svid.api.token': await mintJwtSvid(ec, { aud: ['api', 'billing'] }), [BUNDLE]: jwksOf(ec) });
+    await source.refresh();
+    expect(errors.map((e) => e.kind)).toEqual(['invalid']);
+    expect(errors[0]!.message).toMatch(/jwt-svid\.api\.token: .*\["api","billing"\].*exactly \["api"\]/);
+    expect(source.getToken('api')).toBe(api);
   });
 });

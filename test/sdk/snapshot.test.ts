@@ -6,6 +6,7 @@ import { X509Svid } from '../../sdk/src/x509/svid.js';
 import { FileSourceError } from '../../sdk/src/source/errors.js';
 import { readSnapshot, type FolderSnapshot } from '../../sdk/src/source/snapshot.js';
 import { CredentialFolder, credentialFiles, tempDir } from '../helpers/credential-folder.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { TestCa } from '../helpers/test-ca.js';
 
 const all = (names: readonly string[]): readonly string[] => names;
@@ -75,7 +76,11 @@ describe('readSnapshot', () => {
   it('gives up on a dangling ..data after the bounded retries', async () => {
     const path = folderWithCleanup();
     symlinkSync('..gone', join(path, '..data'));
-    const err = await readSnapshot(path, { select: all, parse: (s) => s, maxAttempts: 3 }).catch((e: unknown) => e);
+    const clock = new FakeClock();
+    const reading = readSnapshot(path, { select: all, parse: (s) => s, maxAttempts: 3, clock }).catch((e: unknown) => e);
+    // A moved payload is re-read at once: only zero-length pauses, no time passes.
+    await clock.advance(0);
+    const err = await reading;
     expect((err as FileSourceError).kind).toBe('inconsistent');
     expect((err as FileSourceError).message).toMatch(/after 3 attempts: the files changed while they were being read/);
   });
@@ -84,7 +89,8 @@ describe('readSnapshot', () => {
     const path = folderWithCleanup();
     writeFileSync(join(path, 'cert.pem'), 'half');
     let calls = 0;
-    const { snapshot, value } = await readSnapshot(path, {
+    const clock = new FakeClock();
+    const reading = readSnapshot(path, {
       select: all,
       parse: (s: FolderSnapshot) => {
         calls++;
@@ -96,8 +102,14 @@ describe('readSnapshot', () => {
         }
         return text;
       },
-      retryDelayMs: 1,
+      clock,
     });
+    await clock.advance(0);
+    expect(calls).toBe(1);
+    // The default pause before re-reading plain files.
+    expect(clock.pendingDelays()).toEqual([20]);
+    await clock.advance(20);
+    const { snapshot, value } = await reading;
     expect(value).toBe('complete');
     expect(calls).toBe(2);
     expect(snapshot.attempts).toBe(2);
@@ -111,8 +123,35 @@ describe('readSnapshot', () => {
       calls++;
       throw new Error('still garbage');
     };
-    await expect(readSnapshot(path, { select: all, parse, maxAttempts: 4, retryDelayMs: 1 })).rejects.toThrow('still garbage');
+    const clock = new FakeClock();
+    const reading = readSnapshot(path, { select: all, parse, maxAttempts: 4, retryDelayMs: 5, clock });
+    const settled = expect(reading).rejects.toThrow('still garbage');
+    await clock.advance(15);
+    await settled;
     expect(calls).toBe(4);
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it('stops pausing and fails with "closed" when its signal aborts', async () => {
+    const path = folderWithCleanup();
+    writeFileSync(join(path, 'cert.pem'), 'garbage');
+    const clock = new FakeClock();
+    const stop = new AbortController();
+    const reading = readSnapshot(path, {
+      select: all,
+      parse: () => {
+        throw new Error('still garbage');
+      },
+      clock,
+      signal: stop.signal,
+    }).catch((e: unknown) => e);
+    await clock.advance(0);
+    expect(clock.pendingTimers).toBe(1);
+    stop.abort();
+    const err = await reading;
+    expect(err).toBeInstanceOf(FileSourceError);
+    expect((err as FileSourceError).kind).toBe('closed');
+    expect(clock.pendingTimers).toBe(0);
   });
 
   it('does not re-read a ..data snapshot that fails to parse: its content is already consistent', async () => {

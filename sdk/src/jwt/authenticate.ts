@@ -17,6 +17,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Authorizer } from '../authorize/authorizer.js';
+import { systemClock, type Clock } from '../clock/clock.js';
 import type { SpiffeId } from '../spiffe-id/spiffe-id.js';
 import { JwtAuthenticationError, JwtSvidError, MISSING_TOKEN_REASON, messageOf, type JwtSvidErrorKind } from './errors.js';
 import type { JwtBundleSource } from './jwt-bundle.js';
@@ -40,8 +41,8 @@ export interface JwtAuthenticationOptions {
   readonly authorizer?: Authorizer;
   /** Leeway for `exp`/`nbf`. Default 30 s. */
   readonly clockSkewMs?: number;
-  /** The clock. Default: now. */
-  readonly now?: () => Date;
+  /** Where the time for `exp`/`nbf` checks comes from. Default systemClock. */
+  readonly clock?: Clock;
 }
 
 const peers = new WeakMap<object, SpiffeId>();
@@ -113,7 +114,7 @@ export async function authenticateJwtSvidDetailed(req: RequestWithHeaders, optio
     svid = await validateJwtSvid(token, {
       audience: options.audience,
       bundles: resolveBundles(options.bundles),
-      now: options.now?.(),
+      now: (options.clock ?? systemClock).now(),
       clockSkewMs: options.clockSkewMs,
     });
   } catch (err) {

@@ -29,7 +29,10 @@ export interface BearerTokenProvider {
 export interface BearerTokenInterceptorOptions {
   /** Origins (`https://host[:port]`) that receive the token. Nothing else ever does. */
   readonly origins: readonly (string | URL)[];
-  /** Passed to `getToken(audience)`; a JwtSource then refuses to send a token lacking it. */
+  /**
+   * Passed to `getToken(audience)`; a JwtSource then sends only a token minted for exactly this
+   * audience. Name it: without it a JwtSource serves only a folder's one single-audience token.
+   */
   readonly audience?: string;
 }
 

@@ -13,13 +13,9 @@ export { JWT_SVID_ALGORITHMS, MAX_JWT_SVID_LENGTH, JwtSvidToken, parseJwtSvidIns
 export type { JwtSvidAlgorithm, JwtSvidHeader, UnverifiedJwtSvid } from './jwt-svid.js';
 export { validateJwtSvid, DEFAULT_JWT_CLOCK_SKEW_MS, MAX_JWT_CLOCK_SKEW_MS } from './validate.js';
 export type { ValidateJwtSvidOptions, ValidatedJwtSvid } from './validate.js';
-export {
-  DEFAULT_JWT_SVID_FILE,
-  JWT_BUNDLE_SUFFIX,
-  parseJwtFiles,
-  selectJwtFiles,
-  trustDomainOfJwtBundleFile,
-} from './jwt-files.js';
+// Layout names: defined once in ../layout, re-exported here for existing imports.
+export { DEFAULT_JWT_SVID_FILE, JWT_BUNDLE_SUFFIX } from '../layout/layout.js';
+export { parseJwtFiles, selectJwtFiles, trustDomainOfJwtBundleFile } from './jwt-files.js';
 export type { JwtMaterial, ParsedJwtFiles } from './jwt-files.js';
 export { JwtSource, DEFAULT_JWT_READY_TIMEOUT_MS } from './jwt-source.js';
 export type { JwtSourceOptions, JwtSourceEvents } from './jwt-source.js';

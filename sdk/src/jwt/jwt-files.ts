@@ -1,21 +1,33 @@
 /**
  * The JWT part of the credential folder contract (DESIGN.md §4): when JWT audiences are requested
- * the driver writes one token file (default `jwt-svid.token`, one compact JWS) and one
- * `<trust-domain>.jwt-bundle.json` JWKS per trust domain the pod may talk to, in the same payload
- * as the X.509 files. This is the pure step from file bytes to JWT material.
+ * the driver writes the workload's JWT-SVID(s) and one `<trust-domain>.jwt-bundle.json` JWKS per
+ * trust domain the pod may talk to, in the same payload as the X.509 files. With one audience the
+ * token is in one file (default `jwt-svid.token`); with several, each audience gets its own token,
+ * fetched for that audience alone, in `jwt-svid.<encoded audience>.token` (see layout's
+ * jwtSvidFileName): a token for several audiences could be replayed by any of them to the others.
+ * This is the pure step from file bytes to JWT material.
  */
+import {
+  DEFAULT_JWT_SVID_FILE,
+  JWT_BUNDLE_SUFFIX,
+  JWT_SVID_AUDIENCE_FILE_PREFIX,
+  JWT_SVID_AUDIENCE_FILE_SUFFIX,
+  audienceOfJwtSvidFileName,
+} from '../layout/layout.js';
 import { TrustDomain } from '../spiffe-id/trust-domain.js';
 import { JwtSourceError, messageOf } from './errors.js';
 import { JwtBundle } from './jwt-bundle.js';
 import { JwtBundleSet } from './jwt-bundle-set.js';
 import { JwtSvidToken } from './jwt-svid.js';
 
-export const DEFAULT_JWT_SVID_FILE = 'jwt-svid.token';
-export const JWT_BUNDLE_SUFFIX = '.jwt-bundle.json';
-
 export interface JwtMaterial {
-  /** The workload's own JWT-SVID; null only for a source opened with `requireToken: false`. */
+  /**
+   * The token of the single token file (default `jwt-svid.token`), whatever its audiences; null
+   * when there is none (per-audience files only, or `requireToken: false`).
+   */
   readonly svid: JwtSvidToken | null;
+  /** Tokens of the per-audience files, by audience; each one's `aud` is exactly that audience. */
+  readonly audienceTokens: ReadonlyMap<string, JwtSvidToken>;
   readonly bundles: JwtBundleSet;
 }
 
@@ -47,27 +59,54 @@ export function trustDomainOfJwtBundleFile(name: string): TrustDomain | undefine
 }
 
 export function selectJwtFiles(names: readonly string[], tokenFile: string = DEFAULT_JWT_SVID_FILE): string[] {
-  return names.filter((name) => name === tokenFile || trustDomainOfJwtBundleFile(name) !== undefined);
+  return names.filter(
+    (name) => name === tokenFile || audienceOfJwtSvidFileName(name) !== undefined || trustDomainOfJwtBundleFile(name) !== undefined,
+  );
+}
+
+function parseToken(name: string, raw: Buffer): JwtSvidToken {
+  try {
+    // Writers commonly end the file with a newline; it is not part of the token.
+    return JwtSvidToken.parse(raw.toString('utf8').trim());
+  } catch (err) {
+    throw new JwtSourceError('invalid', `${name}: ${messageOf(err)}`, { cause: err });
+  }
 }
 
 /**
  * JwtMaterial from the bytes of one snapshot. Throws JwtSourceError naming the bad file. The
- * token's expiry is not checked here: that depends on the clock, not on the files.
+ * tokens' expiry is not checked here: that depends on the clock, not on the files.
  */
 export function parseJwtFiles(files: ReadonlyMap<string, Buffer>, tokenFile: string, requireToken = true): ParsedJwtFiles {
   const sources: string[] = [];
   let svid: JwtSvidToken | null = null;
   const raw = files.get(tokenFile);
-  if (raw === undefined) {
-    if (requireToken) throw new JwtSourceError('missing', `no JWT-SVID file ${tokenFile} (the volume needs the csi.spire.io/jwt-audiences attribute)`);
-  } else {
-    try {
-      // Writers commonly end the file with a newline; it is not part of the token.
-      svid = JwtSvidToken.parse(raw.toString('utf8').trim());
-    } catch (err) {
-      throw new JwtSourceError('invalid', `${tokenFile}: ${messageOf(err)}`, { cause: err });
-    }
+  if (raw !== undefined) {
+    svid = parseToken(tokenFile, raw);
     sources.push(tokenFile);
+  }
+  const audienceTokens = new Map<string, JwtSvidToken>();
+  for (const [name, content] of [...files].sort(([a], [b]) => a.localeCompare(b))) {
+    const audience = audienceOfJwtSvidFileName(name);
+    if (audience === undefined) continue;
+    const token = name === tokenFile && svid !== null ? svid : parseToken(name, content);
+    // The file name promises a token nobody but this audience accepts; anything else is refused
+    // whole rather than served under that promise.
+    if (!token.isOnlyFor(audience)) {
+      throw new JwtSourceError(
+        'invalid',
+        `${name}: holds a JWT-SVID for audience ${JSON.stringify(token.audience)}, expected exactly ${JSON.stringify([audience])}`,
+      );
+    }
+    audienceTokens.set(audience, token);
+    if (name !== tokenFile) sources.push(name);
+  }
+  if (requireToken && svid === null && audienceTokens.size === 0) {
+    throw new JwtSourceError(
+      'missing',
+      `no JWT-SVID file ${tokenFile} or ${JWT_SVID_AUDIENCE_FILE_PREFIX}<audience>${JWT_SVID_AUDIENCE_FILE_SUFFIX} ` +
+        '(the volume needs the csi.spire.io/jwt-audiences attribute)',
+    );
   }
   const bundles: JwtBundle[] = [];
   for (const [name, content] of [...files].sort(([a], [b]) => a.localeCompare(b))) {
@@ -80,5 +119,5 @@ export function parseJwtFiles(files: ReadonlyMap<string, Buffer>, tokenFile: str
     }
     sources.push(name);
   }
-  return { material: { svid, bundles: new JwtBundleSet(bundles) }, sources };
+  return { material: { svid, audienceTokens, bundles: new JwtBundleSet(bundles) }, sources };
 }

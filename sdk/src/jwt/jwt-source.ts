@@ -1,6 +1,7 @@
 /**
- * The workload's JWT-SVID and the JWT bundles, read from the same credential folder as FileSource
- * (the driver writes `jwt-svid.token` and `<td>.jwt-bundle.json` into the same payload).
+ * The workload's JWT-SVIDs and the JWT bundles, read from the same credential folder as FileSource
+ * (the driver writes `jwt-svid.token`, or one `jwt-svid.<audience>.token` per audience, and
+ * `<td>.jwt-bundle.json` into the same payload).
  *
  * Reading, watching and reloading are FileSource's, through the shared CredentialFolderReloader:
  * readSnapshot() gives one consistent generation through `..data`, FolderWatcher says when to look
@@ -11,6 +12,8 @@
  * which files, how they parse, when a token is expired, and when a new read is worth announcing.
  */
 import { EventEmitter } from 'node:events';
+import { systemClock, type Clock } from '../clock/clock.js';
+import { jwtSvidFileName } from '../layout/layout.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { FileSourceError } from '../source/errors.js';
 import { CredentialFolderReloader, type CredentialFolderWording, type FolderReloadOptions } from '../source/folder-reloader.js';
@@ -23,7 +26,10 @@ import { checkTokenFileName, parseJwtFiles, selectJwtFiles, type JwtMaterial, ty
 import type { JwtSvidToken } from './jwt-svid.js';
 
 export interface JwtSourceOptions extends FolderReloadOptions {
-  /** Name of the token file in the folder. Default `jwt-svid.token` (the driver's default). */
+  /**
+   * Name of the single token file in the folder. Default `jwt-svid.token` (the driver's default).
+   * Per-audience files (`jwt-svid.<audience>.token`) are read whatever this says.
+   */
   readonly tokenFile?: string;
   /**
    * Default true. false: bundles alone make the source ready, for services that only validate
@@ -34,8 +40,6 @@ export interface JwtSourceOptions extends FolderReloadOptions {
   readonly env?: Environment;
   /** Quiet period after a filesystem event before re-reading. Default 50 ms. */
   readonly debounceMs?: number;
-  /** The clock used for token expiry. */
-  readonly now?: () => Date;
   readonly logger?: Logger;
 }
 
@@ -65,11 +69,44 @@ function asJwtSourceError(err: unknown): JwtSourceError {
   return new JwtSourceError('invalid', messageOf(err), { cause: err });
 }
 
-/** Same token and same keys under different bytes (whitespace, key order): nothing to announce. */
-function adoptJwt(parsed: ParsedJwtFiles, previous: JwtMaterial | undefined): JwtMaterial | undefined {
+function sameAudienceTokens(a: ReadonlyMap<string, JwtSvidToken>, b: ReadonlyMap<string, JwtSvidToken>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [audience, token] of a) if (b.get(audience)?.token !== token.token) return false;
+  return true;
+}
+
+/**
+ * Same tokens and same keys under different bytes (whitespace, key order): nothing to announce.
+ * Otherwise the new material, keeping the previous object of every token that did not change, so
+ * what was said about a token (its expiry was logged) stays said.
+ */
+function adoptJwt(parsed: ParsedJwtFiles, previous: JwtMaterial | undefined, tokenFile: string): JwtMaterial | undefined {
   const next = parsed.material;
-  if (previous !== undefined && previous.svid?.token === next.svid?.token && previous.bundles.equals(next.bundles)) return undefined;
-  return Object.freeze({ ...next });
+  if (
+    previous !== undefined &&
+    previous.svid?.token === next.svid?.token &&
+    sameAudienceTokens(previous.audienceTokens, next.audienceTokens) &&
+    previous.bundles.equals(next.bundles)
+  ) {
+    return undefined;
+  }
+  const held = new Map(previous === undefined ? [] : tokensOf(previous, tokenFile).map(([, token]) => [token.token, token]));
+  const keep = (token: JwtSvidToken): JwtSvidToken => held.get(token.token) ?? token;
+  return Object.freeze({
+    svid: next.svid === null ? null : keep(next.svid),
+    audienceTokens: new Map([...next.audienceTokens].map(([audience, token]) => [audience, keep(token)])),
+    bundles: next.bundles,
+  });
+}
+
+/** Every token of the material with the file it came from. */
+function tokensOf(material: JwtMaterial, tokenFile: string): [file: string, token: JwtSvidToken][] {
+  const tokens: [string, JwtSvidToken][] = material.svid === null ? [] : [[tokenFile, material.svid]];
+  for (const [audience, token] of material.audienceTokens) {
+    const file = jwtSvidFileName(audience);
+    if (file !== tokenFile) tokens.push([file, token]);
+  }
+  return tokens;
 }
 
 export class JwtSource extends EventEmitter<JwtSourceEvents> implements JwtBundleSource {
@@ -79,10 +116,10 @@ export class JwtSource extends EventEmitter<JwtSourceEvents> implements JwtBundl
 
   private readonly requireToken: boolean;
   private readonly logger: Logger;
-  private readonly now: () => Date;
+  private readonly clock: Clock;
   private readonly reloader: CredentialFolderReloader<ParsedJwtFiles, JwtMaterial, JwtSourceError>;
 
-  private warnedExpired: JwtSvidToken | undefined;
+  private readonly warnedExpired = new WeakSet<JwtSvidToken>();
 
   /**
    * `folder`: the credential folder; defaults to $SPIFFE_CREDENTIAL_FOLDER. Throws JwtSourceError
@@ -99,7 +136,7 @@ export class JwtSource extends EventEmitter<JwtSourceEvents> implements JwtBundl
     this.tokenFile = checkTokenFileName(options.tokenFile);
     this.requireToken = options.requireToken ?? true;
     this.logger = options.logger ?? silentLogger;
-    this.now = options.now ?? (() => new Date());
+    this.clock = options.clock ?? systemClock;
     this.reloader = new CredentialFolderReloader<ParsedJwtFiles, JwtMaterial, JwtSourceError>(this.folder, options, this.logger, {
       wording: WORDING,
       defaultDebounceMs: DEFAULT_DEBOUNCE_MS,
@@ -107,16 +144,17 @@ export class JwtSource extends EventEmitter<JwtSourceEvents> implements JwtBundl
       toError: asJwtSourceError,
       select: (names) => selectJwtFiles(names, this.tokenFile),
       parse: (files) => parseJwtFiles(files, this.tokenFile, this.requireToken),
-      checkUsable: (parsed) => this.checkNotExpired(parsed.material.svid),
-      adopt: adoptJwt,
+      checkUsable: (parsed) => this.checkNotExpired(parsed.material),
+      adopt: (parsed, previous) => adoptJwt(parsed, previous, this.tokenFile),
       describe: (material, parsed) => ({
         files: parsed.sources,
         spiffeId: material.svid?.id.toString(),
         audience: material.svid?.audience,
         expiresAt: material.svid?.expiresAt.toISOString(),
+        ...(material.audienceTokens.size === 0 ? {} : { audiences: [...material.audienceTokens.keys()] }),
         trustDomains: material.bundles.trustDomains().map((td) => td.name),
       }),
-      checkExpiry: (material) => this.checkExpiry(material.svid),
+      checkExpiry: (material) => this.checkExpiry(material),
       emitUpdate: (material) => this.emit('update', material),
       emitError: (error) => this.listenerCount('error') > 0 && this.emit('error', error),
     });
@@ -137,28 +175,62 @@ export class JwtSource extends EventEmitter<JwtSourceEvents> implements JwtBundl
     return material;
   }
 
-  /** The current JWT-SVID (id, audience, expiresAt, token). Throws JwtSourceError when there is none. */
+  /**
+   * The JWT-SVID of the single token file (id, audience, expiresAt, token), whatever its
+   * audiences: for inspection. To present a token use getToken(audience), which never hands out
+   * one for several audiences. Throws JwtSourceError when there is no such file.
+   */
   current(): JwtSvidToken {
-    const svid = this.getMaterial().svid;
-    if (svid === null) throw new JwtSourceError('missing', `no JWT-SVID file ${this.tokenFile} in ${this.folder}`);
-    return svid;
+    const material = this.getMaterial();
+    if (material.svid === null) {
+      const perAudience = [...material.audienceTokens.keys()];
+      const hint = perAudience.length === 0 ? '' : `; it has one token per audience (${JSON.stringify(perAudience)}): use getJwtSvid(audience)`;
+      throw new JwtSourceError('missing', `no JWT-SVID file ${this.tokenFile} in ${this.folder}${hint}`);
+    }
+    return material.svid;
   }
 
   /**
-   * The current serialized JWT-SVID, read fresh on every call so refreshed tokens are used at
-   * once. With `audience`, throws JwtSourceError ('audience') unless the token carries it: sending
-   * a token to a service it was not minted for would only be rejected there.
+   * The JWT-SVID to present to `audience`: one whose `aud` is exactly `[audience]`, from
+   * `jwt-svid.<audience>.token` or else from the single token file. A token for several audiences
+   * is never returned: any of them could replay it to the others. Without `audience`, the one
+   * token there is, if it is for one audience. Throws JwtSourceError ('audience') naming the
+   * audience when there is no such token, ('not-ready'/'missing') when there is no token at all.
    */
-  getToken(audience?: string): string {
-    const svid = this.current();
-    if (audience !== undefined && !svid.hasAudience(audience)) {
-      throw new JwtSourceError(
-        'audience',
-        `the JWT-SVID in ${this.tokenFile} has audience ${JSON.stringify(svid.audience)}, not ${JSON.stringify(audience)}; ` +
-          'add it to the volume attribute csi.spire.io/jwt-audiences',
+  getJwtSvid(audience?: string): JwtSvidToken {
+    const material = this.getMaterial();
+    const { svid, audienceTokens } = material;
+    if (audience === undefined) return this.onlyToken(material);
+    if (typeof audience !== 'string' || audience === '') {
+      throw new JwtSourceError('config', `the audience must be a non-empty string, got ${JSON.stringify(audience)}`);
+    }
+    const own = audienceTokens.get(audience);
+    if (own !== undefined) return own;
+    if (svid?.isOnlyFor(audience)) return svid;
+    const found: string[] = [];
+    if (svid !== null) {
+      found.push(
+        svid.hasAudience(audience)
+          ? `${this.tokenFile} is for ${JSON.stringify(svid.audience)}, and a token for several audiences is never handed out (each of them could replay it to the others)`
+          : `${this.tokenFile} is for ${JSON.stringify(svid.audience)}`,
       );
     }
-    return svid.token;
+    if (audienceTokens.size > 0) found.push(`per-audience tokens are for ${JSON.stringify([...audienceTokens.keys()])}`);
+    if (found.length === 0) found.push('there is no token');
+    throw new JwtSourceError(
+      'audience',
+      `no JWT-SVID for audience ${JSON.stringify(audience)} in ${this.folder}: ${found.join('; ')}. ` +
+        `List ${JSON.stringify(audience)} in the volume attribute csi.spire.io/jwt-audiences (with several audiences the driver writes ` +
+        `each one's token to ${jwtSvidFileName(audience)})`,
+    );
+  }
+
+  /**
+   * The current serialized JWT-SVID for `audience` (see getJwtSvid), read fresh on every call so
+   * refreshed tokens are used at once.
+   */
+  getToken(audience?: string): string {
+    return this.getJwtSvid(audience).token;
   }
 
   /** Throws JwtSourceError ('not-ready') before the first load. */
@@ -181,31 +253,66 @@ export class JwtSource extends EventEmitter<JwtSourceEvents> implements JwtBundl
     return this.reloader.close();
   }
 
-  private checkNotExpired(svid: JwtSvidToken | null): void {
-    const now = this.now();
-    if (svid === null || !svid.isExpiredAt(now)) return;
-    throw new JwtSourceError(
-      'expired',
-      `JWT-SVID ${svid.id.toString()} in ${this.tokenFile} expired at ${svid.expiresAt.toISOString()} (now ${now.toISOString()})`,
-    );
+  /** getJwtSvid() without an audience: the one token there is, if it is for one audience. */
+  private onlyToken(material: JwtMaterial): JwtSvidToken {
+    const { svid, audienceTokens } = material;
+    if (svid !== null) {
+      if (svid.audience.length === 1) return svid;
+      throw new JwtSourceError(
+        'audience',
+        `the JWT-SVID in ${this.tokenFile} is for several audiences ${JSON.stringify(svid.audience)} and is never handed out ` +
+          '(each of them could replay it to the others); ask for one audience with getToken(audience)',
+      );
+    }
+    if (audienceTokens.size === 1) return [...audienceTokens.values()][0]!;
+    if (audienceTokens.size > 1) {
+      throw new JwtSourceError(
+        'audience',
+        `${this.folder} has tokens for several audiences ${JSON.stringify([...audienceTokens.keys()])}; name one with getToken(audience)`,
+      );
+    }
+    return this.current();
   }
 
   /**
-   * Logs once when the current token expires without a replacement: every request will now fail.
-   * Returns the time until that is due.
+   * Refuses material with a token that is new and already expired. A token already being served
+   * that expired in place is no reason to refuse: it would hold back the refresh of every other
+   * audience's token and of the bundles, and is served either way.
    */
-  private checkExpiry(svid: JwtSvidToken | null): number | undefined {
-    if (svid === null || this.warnedExpired === svid) return undefined;
-    const remaining = svid.expiresAt.getTime() - this.now().getTime();
-    if (remaining <= 0) {
-      this.warnedExpired = svid;
-      this.logger.error(
-        { folder: this.folder, spiffeId: svid.id.toString(), expiresAt: svid.expiresAt.toISOString() },
-        `jwtsource: the JWT-SVID expired and no newer one arrived in ${this.folder}`,
+  private checkNotExpired(material: JwtMaterial): void {
+    const now = this.clock.now();
+    const current = this.reloader.material;
+    const held = new Set(current === undefined ? [] : tokensOf(current, this.tokenFile).map(([, token]) => token.token));
+    for (const [file, token] of tokensOf(material, this.tokenFile)) {
+      if (!token.isExpiredAt(now) || held.has(token.token)) continue;
+      throw new JwtSourceError(
+        'expired',
+        `JWT-SVID ${token.id.toString()} in ${file} expired at ${token.expiresAt.toISOString()} (now ${now.toISOString()})`,
       );
-      return undefined;
     }
-    // +1: expired starts just after expiresAt.
-    return remaining + 1;
+  }
+
+  /**
+   * Logs once per token when it expires without a replacement: every request with it will now
+   * fail. Returns the time until the next of those is due.
+   */
+  private checkExpiry(material: JwtMaterial): number | undefined {
+    const now = this.clock.now().getTime();
+    let next: number | undefined;
+    for (const [file, token] of tokensOf(material, this.tokenFile)) {
+      if (this.warnedExpired.has(token)) continue;
+      const remaining = token.expiresAt.getTime() - now;
+      if (remaining <= 0) {
+        this.warnedExpired.add(token);
+        this.logger.error(
+          { folder: this.folder, file, spiffeId: token.id.toString(), expiresAt: token.expiresAt.toISOString() },
+          `jwtsource: the JWT-SVID in ${file} expired and no newer one arrived in ${this.folder}`,
+        );
+        continue;
+      }
+      // +1: expired starts just after expiresAt.
+      next = Math.min(next ?? Number.POSITIVE_INFINITY, remaining + 1);
+    }
+    return next;
   }
 }

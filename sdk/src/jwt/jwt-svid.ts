@@ -131,6 +131,11 @@ export class JwtSvidToken {
     return this.audience.includes(audience);
   }
 
+  /** `aud` is exactly `[audience]` (or the string `audience`): nobody else may accept this token. */
+  isOnlyFor(audience: string): boolean {
+    return this.audience.length === 1 && this.audience[0] === audience;
+  }
+
   isExpiredAt(now: Date): boolean {
     return this.expiresAt.getTime() <= now.getTime();
   }

@@ -8,6 +8,7 @@
  * (already allowed) algorithm and checks signature, `aud`, `exp` and `nbf`.
  */
 import { errors, importJWK, jwtVerify, type JWTPayload } from 'jose';
+import { systemClock } from '../clock/clock.js';
 import type { SpiffeId } from '../spiffe-id/spiffe-id.js';
 import { JwtSvidError, messageOf } from './errors.js';
 import type { JwtAuthority, JwtBundle, JwtBundleSource } from './jwt-bundle.js';
@@ -119,7 +120,7 @@ export async function validateJwtSvid(token: string, options: ValidateJwtSvidOpt
   if (typeof bundles?.getJwtBundleForTrustDomain !== 'function') {
     throw new JwtSvidError('config', 'the bundles option must be a JwtBundleSource (a JwtBundleSet or a JwtSource)');
   }
-  const now = options.now ?? new Date();
+  const now = options.now ?? systemClock.now();
   if (!(now instanceof Date) || Number.isNaN(now.getTime())) throw new JwtSvidError('config', 'the now option must be a valid Date');
 
   const unverified = parseJwtSvidInsecure(token);

@@ -14,5 +14,12 @@ export {
   trustBundleFileName,
   jwtBundleFileName,
   isLayoutEntry,
+  JWT_SVID_AUDIENCE_FILE_PREFIX,
+  JWT_SVID_AUDIENCE_FILE_SUFFIX,
+  encodeAudience,
+  decodeAudience,
+  jwtSvidFileName,
+  audienceOfJwtSvidFileName,
+  LayoutError,
 } from './layout.js';
-export type { SplitFileNames } from './layout.js';
+export type { SplitFileNames, LayoutErrorKind } from './layout.js';

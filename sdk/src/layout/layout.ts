@@ -56,3 +56,79 @@ export function jwtBundleFileName(trustDomain: string): string {
 export function isLayoutEntry(name: string): boolean {
   return name === DATA_LINK || name === DATA_TMP_LINK || PAYLOAD_DIR_PATTERN.test(name);
 }
+
+/**
+ * With several audiences the driver writes one JWT-SVID per audience, each fetched for that
+ * audience alone, as `jwt-svid.<encoded audience>.token`: a token for several audiences could be
+ * replayed by any of them to the others.
+ */
+export const JWT_SVID_AUDIENCE_FILE_PREFIX = 'jwt-svid.';
+export const JWT_SVID_AUDIENCE_FILE_SUFFIX = '.token';
+
+/** Audience bytes kept as they are in a file name; every other byte is `%XX`. */
+const FILE_NAME_SAFE_BYTE = /^[A-Za-z0-9._-]$/;
+const ENCODED_AUDIENCE = /^(?:[A-Za-z0-9._-]|%[0-9A-F]{2})+$/;
+
+export type LayoutErrorKind = 'audience';
+
+/** A name the layout cannot represent (an empty audience). */
+export class LayoutError extends Error {
+  constructor(
+    readonly kind: LayoutErrorKind,
+    message: string,
+  ) {
+    super(`layout: ${message}`);
+    this.name = 'LayoutError';
+  }
+}
+
+/**
+ * `audience` as it appears in a file name: ASCII letters, digits, `.`, `_` and `-` as they are,
+ * every other UTF-8 byte as `%XX` (uppercase hex), so `/`, `%`, spaces and unicode are safe and
+ * the mapping is one to one.
+ */
+export function encodeAudience(audience: string): string {
+  if (typeof audience !== 'string' || audience === '') throw new LayoutError('audience', 'an audience must be a non-empty string');
+  let encoded = '';
+  for (const byte of Buffer.from(audience, 'utf8')) {
+    const char = String.fromCharCode(byte);
+    encoded += byte < 0x80 && FILE_NAME_SAFE_BYTE.test(char) ? char : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return encoded;
+}
+
+/** The inverse of encodeAudience, or undefined for anything encodeAudience would not produce. */
+export function decodeAudience(encoded: string): string | undefined {
+  if (!ENCODED_AUDIENCE.test(encoded)) return undefined;
+  const bytes: number[] = [];
+  for (let i = 0; i < encoded.length; i++) {
+    if (encoded[i] === '%') {
+      bytes.push(Number.parseInt(encoded.slice(i + 1, i + 3), 16));
+      i += 2;
+    } else {
+      bytes.push(encoded.charCodeAt(i));
+    }
+  }
+  let audience: string;
+  try {
+    audience = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(Uint8Array.from(bytes));
+  } catch {
+    return undefined;
+  }
+  // Only the canonical spelling counts (no `%41` for `A`, no lowercase hex): one audience, one name.
+  return encodeAudience(audience) === encoded ? audience : undefined;
+}
+
+/** `jwt-svid.<encoded audience>.token`: the file holding the JWT-SVID minted for `audience` alone. */
+export function jwtSvidFileName(audience: string): string {
+  return `${JWT_SVID_AUDIENCE_FILE_PREFIX}${encodeAudience(audience)}${JWT_SVID_AUDIENCE_FILE_SUFFIX}`;
+}
+
+/** The audience a `jwt-svid.<encoded audience>.token` name is for, or undefined for other names. */
+export function audienceOfJwtSvidFileName(name: string): string | undefined {
+  const min = JWT_SVID_AUDIENCE_FILE_PREFIX.length + JWT_SVID_AUDIENCE_FILE_SUFFIX.length;
+  if (name.length <= min || !name.startsWith(JWT_SVID_AUDIENCE_FILE_PREFIX) || !name.endsWith(JWT_SVID_AUDIENCE_FILE_SUFFIX)) {
+    return undefined;
+  }
+  return decodeAudience(name.slice(JWT_SVID_AUDIENCE_FILE_PREFIX.length, -JWT_SVID_AUDIENCE_FILE_SUFFIX.length));
+}

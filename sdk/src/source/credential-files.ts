@@ -6,31 +6,23 @@
  *   leaf first) plus one `<trust-domain>.spiffe-trust-bundle.pem` per trust domain. The draft's
  *   text and its Kubernetes example spell the bundle differently; both are accepted.
  * - Split files (spiffe-helper style): chain, key and one bundle file with configurable names. The
- *   bundle file has no per-domain structure, so all of its roots are taken as the SVID's own
- *   trust domain's authorities.
+ *   bundle file has no per-domain structure, and with the driver's bundle-include-federated it
+ *   holds federated roots too. Taking all of them as the SVID's own trust domain would let a
+ *   federated CA mint identities of our trust domain, so per-trust-domain bundle files are used
+ *   instead whenever the folder has them, and otherwise a root whose own SPIFFE URI SAN names
+ *   another trust domain is dropped (and reported).
  */
+import type { X509Certificate } from 'node:crypto';
+import { CREDENTIAL_BUNDLE_FILES, DEFAULT_SPLIT_FILES, TRUST_BUNDLE_SUFFIX, trustBundleFileName, type SplitFileNames } from '../layout/layout.js';
 import { TrustDomain } from '../spiffe-id/trust-domain.js';
 import { X509BundleSet } from '../x509/bundle-set.js';
 import { X509Bundle } from '../x509/bundle.js';
+import { uriSansOf } from '../x509/extensions.js';
 import { X509Svid } from '../x509/svid.js';
 import { FileSourceError, messageOf } from './errors.js';
 import type { X509Material } from './x509-source.js';
 
-/** Preferred first: our driver and the draft's Kubernetes example write `credential-bundle.pem`. */
-export const CREDENTIAL_BUNDLE_FILES = ['credential-bundle.pem', 'credential-bundle.private-key.pem'] as const;
-export const TRUST_BUNDLE_SUFFIX = '.spiffe-trust-bundle.pem';
-
-export interface SplitFileNames {
-  /** Certificate chain, leaf first. */
-  readonly svid: string;
-  /** PKCS#8 private key. */
-  readonly key: string;
-  /** Trust anchors, all taken as the SVID's own trust domain. */
-  readonly bundle: string;
-}
-
-/** spiffe-helper compatible, and what the driver writes by default. */
-export const DEFAULT_SPLIT_FILES: SplitFileNames = { svid: 'svid.pem', key: 'svid_key.pem', bundle: 'bundle.pem' };
+export type { SplitFileNames };
 
 /** `auto`: the credential bundle when present, else the split files. */
 export type CredentialLayout = 'auto' | 'credential-bundle' | 'split';
@@ -40,11 +32,23 @@ export interface CredentialFilesOptions {
   readonly files?: Partial<SplitFileNames>;
 }
 
+/** A root of the split bundle file that is not an authority for the SVID's own trust domain. */
+export interface ForeignRoot {
+  /** The split bundle file it was in. */
+  readonly file: string;
+  /** What its SPIFFE URI SAN names instead: a trust domain name, or the URI as written when unparseable. */
+  readonly trustDomain: string;
+  /** SHA-256 fingerprint, to find the certificate. */
+  readonly fingerprint256: string;
+}
+
 export interface ParsedCredentials {
   readonly material: X509Material;
   readonly layout: Exclude<CredentialLayout, 'auto'>;
   /** The files the material came from, for logs. */
   readonly sources: readonly string[];
+  /** Roots left out of the split bundle file because they belong to other trust domains. */
+  readonly foreignRoots: readonly ForeignRoot[];
 }
 
 const LAYOUTS: readonly CredentialLayout[] = ['auto', 'credential-bundle', 'split'];
@@ -100,19 +104,16 @@ export function selectCredentialFiles(names: readonly string[], options: Credent
   }
   if (layout !== 'credential-bundle') {
     for (const name of [split.svid, split.key, split.bundle]) if (names.includes(name)) wanted.add(name);
+    // Per-trust-domain bundles take precedence over the split bundle file (see parseSplitLayout).
+    for (const name of names) if (trustDomainOfBundleFile(name) !== undefined) wanted.add(name);
   }
   return [...wanted];
 }
 
-function parseCredentialBundleLayout(files: ReadonlyMap<string, Buffer>, bundleFile: string): ParsedCredentials {
-  let svid: X509Svid;
-  try {
-    svid = X509Svid.parseCredentialBundle(files.get(bundleFile)!);
-  } catch (err) {
-    throw invalid(`${bundleFile}: ${messageOf(err)}`, err);
-  }
+/** Every non-empty `<td>.spiffe-trust-bundle.pem` of the snapshot, in name order. */
+function parseTrustBundleFiles(files: ReadonlyMap<string, Buffer>): { bundles: X509Bundle[]; sources: string[] } {
   const bundles: X509Bundle[] = [];
-  const sources = [bundleFile];
+  const sources: string[] = [];
   for (const [name, content] of [...files].sort(([a], [b]) => a.localeCompare(b))) {
     const td = trustDomainOfBundleFile(name);
     if (td === undefined) continue;
@@ -127,17 +128,68 @@ function parseCredentialBundleLayout(files: ReadonlyMap<string, Buffer>, bundleF
     bundles.push(bundle);
     sources.push(name);
   }
-  const own = svid.id.trustDomain;
+  return { bundles, sources };
+}
+
+function requireOwnBundle(bundles: readonly X509Bundle[], own: TrustDomain): void {
   if (!bundles.some((bundle) => bundle.trustDomain.equals(own))) {
-    throw invalid(
-      `no trust bundle for the SVID's own trust domain "${own.name}" (expected a non-empty ${own.name}${TRUST_BUNDLE_SUFFIX})`,
-    );
+    throw invalid(`no trust bundle for the SVID's own trust domain "${own.name}" (expected a non-empty ${trustBundleFileName(own.name)})`);
   }
-  return { material: { svid, bundles: new X509BundleSet(bundles) }, layout: 'credential-bundle', sources };
+}
+
+const SPIFFE_SCHEME = /^spiffe:\/\//i;
+const SPIFFE_PREFIX = 'spiffe://';
+
+/**
+ * What a CA certificate's SPIFFE URI SANs name other than `own` (SPIFFE CA certificates carry
+ * `spiffe://<trust domain>`), or undefined when they name only `own` or there is none: a root
+ * without a SPIFFE URI SAN (a non-SPIFFE upstream CA) says nothing, and stays trusted as before.
+ */
+function foreignNameOf(root: X509Certificate, own: TrustDomain): string | undefined {
+  let uris: string[];
+  try {
+    uris = uriSansOf(root);
+  } catch {
+    // A SAN extension that does not parse cannot vouch for our trust domain.
+    return 'an unreadable subject alternative name';
+  }
+  for (const uri of uris) {
+    if (!SPIFFE_SCHEME.test(uri)) continue;
+    const host = uri.slice(SPIFFE_PREFIX.length).split('/')[0] ?? '';
+    if (uri.startsWith(SPIFFE_PREFIX) && host === own.name) continue;
+    // Another trust domain, or ours spelled in a way SPIFFE does not allow: not our authority.
+    if (!uri.startsWith(SPIFFE_PREFIX)) return uri;
+    try {
+      return TrustDomain.parse(host).name;
+    } catch {
+      return uri;
+    }
+  }
+  return undefined;
+}
+
+function parseCredentialBundleLayout(files: ReadonlyMap<string, Buffer>, bundleFile: string): ParsedCredentials {
+  let svid: X509Svid;
+  try {
+    svid = X509Svid.parseCredentialBundle(files.get(bundleFile)!);
+  } catch (err) {
+    throw invalid(`${bundleFile}: ${messageOf(err)}`, err);
+  }
+  const { bundles, sources } = parseTrustBundleFiles(files);
+  requireOwnBundle(bundles, svid.id.trustDomain);
+  return {
+    material: { svid, bundles: new X509BundleSet(bundles) },
+    layout: 'credential-bundle',
+    sources: [bundleFile, ...sources],
+    foreignRoots: [],
+  };
 }
 
 function parseSplitLayout(files: ReadonlyMap<string, Buffer>, names: SplitFileNames): ParsedCredentials {
-  const missing = [names.svid, names.key, names.bundle].filter((name) => !files.has(name));
+  const perTrustDomain = [...files.keys()].some((name) => trustDomainOfBundleFile(name) !== undefined);
+  // With per-trust-domain files the split bundle file is not needed: they say which root is whose.
+  const required = perTrustDomain ? [names.svid, names.key] : [names.svid, names.key, names.bundle];
+  const missing = required.filter((name) => !files.has(name));
   if (missing.length > 0) throw new FileSourceError('missing', `split credential files missing: ${missing.join(', ')}`);
   let svid: X509Svid;
   try {
@@ -145,17 +197,40 @@ function parseSplitLayout(files: ReadonlyMap<string, Buffer>, names: SplitFileNa
   } catch (err) {
     throw invalid(`${names.svid} + ${names.key}: ${messageOf(err)}`, err);
   }
+  if (perTrustDomain) {
+    const { bundles, sources } = parseTrustBundleFiles(files);
+    requireOwnBundle(bundles, svid.id.trustDomain);
+    return {
+      material: { svid, bundles: new X509BundleSet(bundles) },
+      layout: 'split',
+      sources: [names.svid, names.key, ...sources],
+      foreignRoots: [],
+    };
+  }
+  const own = svid.id.trustDomain;
   let bundle: X509Bundle;
   try {
-    bundle = X509Bundle.parse(svid.id.trustDomain, files.get(names.bundle)!);
+    bundle = X509Bundle.parse(own, files.get(names.bundle)!);
   } catch (err) {
     throw invalid(`${names.bundle}: ${messageOf(err)}`, err);
   }
   if (bundle.isEmpty()) throw invalid(`${names.bundle} holds no certificates`);
+  const foreignRoots: ForeignRoot[] = [];
+  const anchors = bundle.authorities.filter((root) => {
+    const foreign = foreignNameOf(root, own);
+    if (foreign === undefined) return true;
+    foreignRoots.push({ file: names.bundle, trustDomain: foreign, fingerprint256: root.fingerprint256 });
+    return false;
+  });
+  if (anchors.length === 0) {
+    const named = [...new Set(foreignRoots.map((root) => root.trustDomain))].join(', ');
+    throw invalid(`${names.bundle} holds no authority for ${own.name}: every root in it names another trust domain (${named})`);
+  }
   return {
-    material: { svid, bundles: new X509BundleSet([bundle]) },
+    material: { svid, bundles: new X509BundleSet([new X509Bundle(own, anchors)]) },
     layout: 'split',
     sources: [names.svid, names.key, names.bundle],
+    foreignRoots,
   };
 }
 

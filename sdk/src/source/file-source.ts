@@ -13,12 +13,21 @@
  * files, how they parse, when an SVID is usable, and when to warn that it is about to expire.
  */
 import { EventEmitter } from 'node:events';
+import { systemClock, type Clock } from '../clock/clock.js';
 import { silentLogger, type Logger } from '../logger.js';
 import type { TrustDomain } from '../spiffe-id/trust-domain.js';
 import type { X509Bundle } from '../x509/bundle.js';
 import type { X509BundleSet } from '../x509/bundle-set.js';
 import type { X509Svid } from '../x509/svid.js';
-import { parseCredentialFiles, resolveSplitFileNames, checkLayout, selectCredentialFiles, type CredentialFilesOptions, type ParsedCredentials } from './credential-files.js';
+import {
+  parseCredentialFiles,
+  resolveSplitFileNames,
+  checkLayout,
+  selectCredentialFiles,
+  type CredentialFilesOptions,
+  type ForeignRoot,
+  type ParsedCredentials,
+} from './credential-files.js';
 import { FileSourceError, messageOf } from './errors.js';
 import { expiryWarningFor } from './expiry.js';
 import { CredentialFolderReloader, checkDuration, type CredentialFolderWording, type FolderReloadOptions } from './folder-reloader.js';
@@ -38,19 +47,28 @@ export interface FileSourceOptions extends CredentialFilesOptions, FolderReloadO
    * Default: one third of the SVID's lifetime (SPIRE rotates at one half, so the rotation is late).
    */
   readonly expiryWarningMs?: number;
-  /** The clock used for validity and expiry checks. */
-  readonly now?: () => Date;
   readonly logger?: Logger;
 }
 
 export interface FileSourceWarning {
-  /** `expiring`: within the warning window of notAfter. `expired`: past notAfter. */
-  readonly kind: 'expiring' | 'expired';
+  /**
+   * `expiring`: within the warning window of notAfter. `expired`: past notAfter. `foreign-root`:
+   * a root in the split bundle file names another trust domain, so it was not trusted for the
+   * SVID's own (once per root while it stays there).
+   */
+  readonly kind: 'expiring' | 'expired' | 'foreign-root';
   readonly message: string;
   readonly folder: string;
+  /** The current SVID's ID, serial and notAfter. */
   readonly spiffeId: string;
   readonly serialNumber: string;
   readonly notAfter: Date;
+  /** `foreign-root`: the file the root was in. */
+  readonly file?: string;
+  /** `foreign-root`: the trust domain the root names (the URI as written when it is not a valid one). */
+  readonly trustDomain?: string;
+  /** `foreign-root`: the root's SHA-256 fingerprint. */
+  readonly fingerprint256?: string;
 }
 
 export interface FileSourceEvents {
@@ -110,12 +128,15 @@ export class FileSource extends EventEmitter<FileSourceEvents> implements X509So
 
   private readonly fileOptions: CredentialFilesOptions;
   private readonly logger: Logger;
-  private readonly now: () => Date;
+  private readonly clock: Clock;
   private readonly expiryWarningMs: number | undefined;
   private readonly reloader: CredentialFolderReloader<ParsedCredentials, X509Material, FileSourceError>;
 
   private warnedExpiring: X509Svid | undefined;
   private warnedExpired: X509Svid | undefined;
+  /** Fingerprints of the foreign roots reported for the current material. */
+  private warnedForeignRoots = new Set<string>();
+  private pendingForeignRoots: readonly ForeignRoot[] = [];
 
   /**
    * `folder`: the credential folder; defaults to $SPIFFE_CREDENTIAL_FOLDER (there is no default
@@ -129,7 +150,7 @@ export class FileSource extends EventEmitter<FileSourceEvents> implements X509So
     this.folder = locateCredentialFolder(folder, options.env);
     this.fileOptions = { layout: checkLayout(options.layout), files: resolveSplitFileNames(options.files) };
     this.logger = options.logger ?? silentLogger;
-    this.now = options.now ?? (() => new Date());
+    this.clock = options.clock ?? systemClock;
     this.expiryWarningMs =
       options.expiryWarningMs === undefined ? undefined : checkDuration('expiryWarningMs', options.expiryWarningMs, 0, 0, configError);
     this.reloader = new CredentialFolderReloader<ParsedCredentials, X509Material, FileSourceError>(this.folder, options, this.logger, {
@@ -139,8 +160,12 @@ export class FileSource extends EventEmitter<FileSourceEvents> implements X509So
       toError: asFileSourceError,
       select: (names) => selectCredentialFiles(names, this.fileOptions),
       parse: (files) => parseCredentialFiles(files, this.fileOptions),
-      checkUsable: (parsed) => checkValidity(parsed.material.svid, this.now()),
-      adopt: adoptX509,
+      checkUsable: (parsed) => checkValidity(parsed.material.svid, this.clock.now()),
+      adopt: (parsed, previous) => {
+        // Reported with the update, once the material is current(), not while it is being chosen.
+        this.pendingForeignRoots = parsed.foreignRoots;
+        return adoptX509(parsed, previous);
+      },
       describe: (material, parsed) => ({
         layout: parsed.layout,
         files: parsed.sources,
@@ -150,7 +175,10 @@ export class FileSource extends EventEmitter<FileSourceEvents> implements X509So
         trustDomains: material.bundles.trustDomains().map((td) => td.name),
       }),
       checkExpiry: (material) => this.checkExpiry(material.svid),
-      emitUpdate: (material) => this.emit('update', material),
+      emitUpdate: (material) => {
+        this.reportForeignRoots(material.svid, this.pendingForeignRoots);
+        this.emit('update', material);
+      },
       emitError: (error) => this.listenerCount('error') > 0 && this.emit('error', error),
     });
     this.reloader.start();
@@ -199,7 +227,7 @@ export class FileSource extends EventEmitter<FileSourceEvents> implements X509So
    */
   private checkExpiry(svid: X509Svid): number | undefined {
     const { warnAt, notAfter } = expiryWarningFor(svid, this.expiryWarningMs);
-    const now = this.now().getTime();
+    const now = this.clock.now().getTime();
     if (now > notAfter.getTime() && this.warnedExpired !== svid) {
       this.warnedExpired = this.warnedExpiring = svid;
       this.warn('expired', svid, `X509-SVID ${svid.id.toString()} (serial ${svid.serialNumber}) expired at ${notAfter.toISOString()} and no newer one arrived in ${this.folder}`);
@@ -212,7 +240,34 @@ export class FileSource extends EventEmitter<FileSourceEvents> implements X509So
     return next === undefined ? undefined : next.getTime() - now + 1;
   }
 
-  private warn(kind: FileSourceWarning['kind'], svid: X509Svid, message: string): void {
+  /**
+   * Warns about each root of the split bundle file that was left out because it names another
+   * trust domain: the folder was written for consumers that cannot tell trust domains apart
+   * (bundle-include-federated), and trusting that root would let another trust domain's CA mint
+   * identities of ours. A root that stays is reported once, not on every rotation.
+   */
+  private reportForeignRoots(svid: X509Svid, roots: readonly ForeignRoot[]): void {
+    const reported = this.warnedForeignRoots;
+    this.warnedForeignRoots = new Set(roots.map((root) => root.fingerprint256));
+    for (const root of roots) {
+      if (reported.has(root.fingerprint256)) continue;
+      const named = /^[a-z0-9._-]+$/.test(root.trustDomain) ? `spiffe://${root.trustDomain}` : root.trustDomain;
+      this.warn(
+        'foreign-root',
+        svid,
+        `${root.file}: the root ${root.fingerprint256} names ${named}, so it is not an authority for ${svid.id.trustDomain.name} and is not trusted ` +
+          `(bundle-include-federated folders are for non-SPIFFE consumers; SPIFFE peers are verified with the per-trust-domain bundle files)`,
+        { file: root.file, trustDomain: root.trustDomain, fingerprint256: root.fingerprint256 },
+      );
+    }
+  }
+
+  private warn(
+    kind: FileSourceWarning['kind'],
+    svid: X509Svid,
+    message: string,
+    details: Pick<FileSourceWarning, 'file' | 'trustDomain' | 'fingerprint256'> = {},
+  ): void {
     const warning: FileSourceWarning = {
       kind,
       message: `filesource: ${message}`,
@@ -220,8 +275,15 @@ export class FileSource extends EventEmitter<FileSourceEvents> implements X509So
       spiffeId: svid.id.toString(),
       serialNumber: svid.serialNumber,
       notAfter: svid.notAfter,
+      ...details,
     };
-    const log = { folder: this.folder, spiffeId: warning.spiffeId, serialNumber: warning.serialNumber, notAfter: svid.notAfter.toISOString() };
+    const log = {
+      folder: this.folder,
+      spiffeId: warning.spiffeId,
+      serialNumber: warning.serialNumber,
+      notAfter: svid.notAfter.toISOString(),
+      ...details,
+    };
     if (kind === 'expired') this.logger.error(log, warning.message);
     else this.logger.warn(log, warning.message);
     try {

@@ -15,6 +15,7 @@
  * current material, ready() waiters, timers, the failure backoff and the report-once dedupe.
  */
 import { createHash } from 'node:crypto';
+import { systemClock, type Clock, type ClockTimer } from '../clock/clock.js';
 import type { Logger } from '../logger.js';
 import { messageOf, type FileSourceErrorKind } from './errors.js';
 import { expiryCheckDelay } from './expiry-check-delay.js';
@@ -41,6 +42,11 @@ export interface FolderReloadOptions {
   readonly maxReadAttempts?: number;
   /** Pause before re-reading plain files that were mid-update. Default 20 ms. */
   readonly readRetryDelayMs?: number;
+  /**
+   * Every wait (debounce, re-check, retry backoff, expiry checks, ready() timeout) and every
+   * reading of the time. Default systemClock; tests pass a fake one instead of sleeping.
+   */
+  readonly clock?: Clock;
 }
 
 /** What every source error class has: a kind to branch on, and a message naming the source. */
@@ -120,7 +126,7 @@ interface Candidate<Parsed> {
 interface Waiter<Material, Err> {
   resolve(material: Material): void;
   reject(error: Err): void;
-  timer: NodeJS.Timeout;
+  timer: ClockTimer;
 }
 
 /** A duration option: `fallback` when absent, else a finite number >= `min`, or `configError`. */
@@ -156,6 +162,7 @@ export class CredentialFolderReloader<Parsed, Material, Err extends SourceError>
   private readonly maxReadAttempts: number;
   private readonly readRetryDelayMs: number;
   private readonly watcher: FolderWatcher | undefined;
+  private readonly clock: Clock;
 
   private loaded: Material | undefined;
   private digest: string | undefined;
@@ -167,9 +174,11 @@ export class CredentialFolderReloader<Parsed, Material, Err extends SourceError>
   private failures = 0;
 
   private readonly waiters = new Set<Waiter<Material, Err>>();
-  private debounceTimer: NodeJS.Timeout | undefined;
-  private recheckTimer: NodeJS.Timeout | undefined;
-  private expiryTimer: NodeJS.Timeout | undefined;
+  private debounceTimer: ClockTimer | undefined;
+  private recheckTimer: ClockTimer | undefined;
+  private expiryTimer: ClockTimer | undefined;
+  /** Holds the process open while ready() calls are pending; see keepAlive(). */
+  private keepAliveHandle: ReturnType<typeof setInterval> | undefined;
   private reloading: Promise<void> | undefined;
   private rerun = false;
   /**
@@ -180,6 +189,8 @@ export class CredentialFolderReloader<Parsed, Material, Err extends SourceError>
   private resyncWatch = true;
   private isClosed = false;
   private closing: Promise<void> | undefined;
+  /** Cuts short a read that is pausing between attempts when the source closes. */
+  private readonly stopReading = new AbortController();
 
   /**
    * Validates the options (throwing the delegate's 'config' error) and sets up the watch without
@@ -193,6 +204,7 @@ export class CredentialFolderReloader<Parsed, Material, Err extends SourceError>
     private readonly delegate: CredentialFolderDelegate<Parsed, Material, Err>,
   ) {
     this.prefix = delegate.wording.prefix;
+    this.clock = options.clock ?? systemClock;
     const configError = (message: string): Err => delegate.createError('config', message);
     this.debounceMs = checkDuration('debounceMs', options.debounceMs, delegate.defaultDebounceMs, 0, configError);
     this.recheckIntervalMs = checkDuration('recheckIntervalMs', options.recheckIntervalMs, DEFAULT_RECHECK_INTERVAL_MS, 0, configError);
@@ -208,6 +220,7 @@ export class CredentialFolderReloader<Parsed, Material, Err extends SourceError>
           usePolling: options.usePolling ?? false,
           pollIntervalMs,
           logger,
+          clock: this.clock,
           onChange: (folderChanged) => this.scheduleRefresh(folderChanged),
         })
       : undefined;
@@ -238,13 +251,14 @@ export class CredentialFolderReloader<Parsed, Material, Err extends SourceError>
       const waiter: Waiter<Material, Err> = {
         resolve,
         reject,
-        // Not unref'd: awaiting ready() should keep the process alive until it settles.
-        timer: setTimeout(() => {
+        timer: this.clock.setTimeout(() => {
           this.waiters.delete(waiter);
+          this.keepAlive();
           reject(this.timeoutError(timeoutMs));
         }, Math.min(timeoutMs, MAX_TIMER_MS)),
       };
       this.waiters.add(waiter);
+      this.keepAlive();
     });
   }
 
@@ -257,13 +271,15 @@ export class CredentialFolderReloader<Parsed, Material, Err extends SourceError>
   close(): Promise<void> {
     if (this.closing === undefined) {
       this.isClosed = true;
-      for (const timer of [this.debounceTimer, this.recheckTimer, this.expiryTimer]) clearTimeout(timer);
+      this.stopReading.abort();
+      for (const timer of [this.debounceTimer, this.recheckTimer, this.expiryTimer]) this.clock.clearTimeout(timer);
       this.debounceTimer = this.recheckTimer = this.expiryTimer = undefined;
       for (const waiter of this.waiters) {
-        clearTimeout(waiter.timer);
+        this.clock.clearTimeout(waiter.timer);
         waiter.reject(this.closedError());
       }
       this.waiters.clear();
+      this.keepAlive();
       const reloading = this.reloading;
       this.closing = (async () => {
         await this.watcher?.close();
@@ -300,11 +316,10 @@ export class CredentialFolderReloader<Parsed, Material, Err extends SourceError>
     if (folderChanged) this.resyncWatch = true;
     if (this.isClosed || this.debounceTimer !== undefined) return;
     // Not restarted by later events: a steady event stream must not postpone the read forever.
-    this.debounceTimer = setTimeout(() => {
+    this.debounceTimer = this.clock.setTimeout(() => {
       this.debounceTimer = undefined;
       void this.requestRead(false);
     }, this.debounceMs);
-    this.debounceTimer.unref();
   }
 
   private async reloadLoop(): Promise<void> {
@@ -341,6 +356,8 @@ export class CredentialFolderReloader<Parsed, Material, Err extends SourceError>
         parse: (snapshot) => this.evaluate(snapshot),
         maxAttempts: this.maxReadAttempts,
         retryDelayMs: this.readRetryDelayMs,
+        clock: this.clock,
+        signal: this.stopReading.signal,
       });
       candidate = value;
       if (candidate !== UNCHANGED) this.delegate.checkUsable(candidate.parsed);
@@ -371,10 +388,11 @@ export class CredentialFolderReloader<Parsed, Material, Err extends SourceError>
     this.loaded = material;
     this.logger.info({ folder: this.folder, ...this.delegate.describe(material, candidate.parsed) }, `${this.prefix}: ${this.delegate.wording.loaded}`);
     for (const waiter of this.waiters) {
-      clearTimeout(waiter.timer);
+      this.clock.clearTimeout(waiter.timer);
       waiter.resolve(material);
     }
     this.waiters.clear();
+    this.keepAlive();
     try {
       this.delegate.emitUpdate(material);
     } catch (err) {
@@ -408,7 +426,7 @@ export class CredentialFolderReloader<Parsed, Material, Err extends SourceError>
   }
 
   private scheduleRecheck(): void {
-    clearTimeout(this.recheckTimer);
+    this.clock.clearTimeout(this.recheckTimer);
     this.recheckTimer = undefined;
     const interval =
       this.failures > 0
@@ -418,22 +436,34 @@ export class CredentialFolderReloader<Parsed, Material, Err extends SourceError>
           )
         : this.recheckIntervalMs;
     if (interval === 0) return;
-    this.recheckTimer = setTimeout(() => {
+    this.recheckTimer = this.clock.setTimeout(() => {
       this.recheckTimer = undefined;
       void this.refresh();
     }, Math.min(interval, MAX_TIMER_MS));
-    this.recheckTimer.unref();
   }
 
   private checkExpiry(): void {
-    clearTimeout(this.expiryTimer);
+    this.clock.clearTimeout(this.expiryTimer);
     this.expiryTimer = undefined;
     if (this.loaded === undefined || this.isClosed) return;
     const untilNextCheckMs = this.delegate.checkExpiry(this.loaded);
     if (untilNextCheckMs === undefined) return;
     // Stepped, never the exact (hours-long) wait: see expiryCheckDelay for the timer leak.
-    this.expiryTimer = setTimeout(() => this.checkExpiry(), expiryCheckDelay(untilNextCheckMs));
-    this.expiryTimer.unref();
+    this.expiryTimer = this.clock.setTimeout(() => this.checkExpiry(), expiryCheckDelay(untilNextCheckMs));
+  }
+
+  /**
+   * Every Clock timer is unref'd, yet a pending ready() must keep the process alive until it
+   * settles (a script that only awaits ready() would otherwise exit silently). One ref'd handle,
+   * held exactly while waiters exist, does that whatever the clock; it never fires anything.
+   */
+  private keepAlive(): void {
+    if (this.waiters.size > 0) {
+      this.keepAliveHandle ??= setInterval(() => {}, MAX_TIMER_MS);
+    } else if (this.keepAliveHandle !== undefined) {
+      clearInterval(this.keepAliveHandle);
+      this.keepAliveHandle = undefined;
+    }
   }
 
   private timeoutError(timeoutMs: number): Err {

@@ -14,6 +14,7 @@ import { access, realpath, stat } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
+import { systemClock, type Clock } from '../clock/clock.js';
 import type { Logger } from '../logger.js';
 import { messageOf } from './errors.js';
 
@@ -23,6 +24,8 @@ export interface FolderWatcherOptions {
   /** Poll interval when polling. Default 1000 ms. */
   readonly pollIntervalMs?: number;
   readonly logger: Logger;
+  /** Times the bound on waiting for the watch to be established. Default systemClock. */
+  readonly clock?: Clock;
   /**
    * Called for every filesystem event that may concern the folder. `folderChanged`: the event is
    * about the folder itself (created, removed, replaced) or the watch reported an error, so the
@@ -158,11 +161,11 @@ export class FolderWatcher {
       this.options.onChange(true);
     });
     // Bounded: a watch that never reports ready must not stall every later re-read.
+    const clock = this.options.clock ?? systemClock;
     await new Promise<void>((done) => {
-      const timer = setTimeout(done, READY_TIMEOUT_MS);
-      timer.unref();
+      const timer = clock.setTimeout(done, READY_TIMEOUT_MS);
       watcher.once('ready', () => {
-        clearTimeout(timer);
+        clock.clearTimeout(timer);
         done();
       });
     });

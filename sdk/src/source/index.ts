@@ -8,14 +8,10 @@ export { FileSourceError } from './errors.js';
 export type { FileSourceErrorKind } from './errors.js';
 export { locateCredentialFolder, CREDENTIAL_FOLDER_ENV } from './locate.js';
 export type { Environment } from './locate.js';
-export {
-  CREDENTIAL_BUNDLE_FILES,
-  TRUST_BUNDLE_SUFFIX,
-  DEFAULT_SPLIT_FILES,
-  parseCredentialFiles,
-  selectCredentialFiles,
-  trustDomainOfBundleFile,
-} from './credential-files.js';
-export type { CredentialLayout, CredentialFilesOptions, ParsedCredentials, SplitFileNames } from './credential-files.js';
-export { readSnapshot, DATA_LINK } from './snapshot.js';
+// Layout names: defined once in ../layout, re-exported here for existing imports.
+export { CREDENTIAL_BUNDLE_FILES, TRUST_BUNDLE_SUFFIX, DEFAULT_SPLIT_FILES, DATA_LINK } from '../layout/layout.js';
+export type { SplitFileNames } from '../layout/layout.js';
+export { parseCredentialFiles, selectCredentialFiles, trustDomainOfBundleFile } from './credential-files.js';
+export type { CredentialLayout, CredentialFilesOptions, ForeignRoot, ParsedCredentials } from './credential-files.js';
+export { readSnapshot } from './snapshot.js';
 export type { FolderSnapshot, ReadSnapshotOptions, SnapshotResult } from './snapshot.js';

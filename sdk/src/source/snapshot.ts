@@ -20,9 +20,9 @@
  */
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { systemClock, type Clock } from '../clock/clock.js';
+import { DATA_LINK } from '../layout/layout.js';
 import { FileSourceError, errnoOf, messageOf } from './errors.js';
-
-export const DATA_LINK = '..data';
 
 export interface FolderSnapshot {
   readonly folder: string;
@@ -43,6 +43,10 @@ export interface ReadSnapshotOptions<T> {
   maxAttempts?: number;
   /** Pause before re-reading plain files that did not parse. Default 20 ms. */
   retryDelayMs?: number;
+  /** Times the pauses between attempts. Default systemClock. */
+  clock?: Clock;
+  /** Ends the retries: a pause in progress is cut short and the read fails with 'closed'. */
+  signal?: AbortSignal;
 }
 
 export interface SnapshotResult<T> {
@@ -56,8 +60,20 @@ const DEFAULT_RETRY_DELAY_MS = 20;
 /** Thrown internally when the files moved under the reader; always retried. */
 class MovedError extends Error {}
 
-function delay(ms: number): Promise<void> {
-  return new Promise((done) => setTimeout(done, ms).unref());
+/** Waits `ms` on `clock`, or less when `signal` aborts; then throws if it did. */
+async function pause(clock: Clock, ms: number, folder: string, signal: AbortSignal | undefined): Promise<void> {
+  if (signal?.aborted !== true) {
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clock.clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = clock.setTimeout(done, ms);
+      signal?.addEventListener('abort', done, { once: true });
+    });
+  }
+  if (signal?.aborted === true) throw new FileSourceError('closed', `stopped reading ${folder}`);
 }
 
 function describeFsError(err: unknown, folder: string): FileSourceError {
@@ -131,6 +147,7 @@ function readPlain(folder: string, select: (names: readonly string[]) => readonl
 export async function readSnapshot<T>(folder: string, options: ReadSnapshotOptions<T>): Promise<SnapshotResult<T>> {
   const maxAttempts = Math.max(1, options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS);
   const retryDelayMs = options.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS;
+  const clock = options.clock ?? systemClock;
   let lastProblem = 'the files kept changing';
   let lastParseError: unknown;
   for (let attempt = 1; attempt <= maxAttempts; attempt++) {
@@ -144,7 +161,7 @@ export async function readSnapshot<T>(folder: string, options: ReadSnapshotOptio
         lastProblem = 'the files changed while they were being read';
         // A swap only happens when a complete new generation exists, so re-reading at once is
         // enough; yielding lets the writer finish its rename first.
-        await delay(0);
+        await pause(clock, 0, folder, options.signal);
         continue;
       }
       throw describeFsError(err, folder);
@@ -155,7 +172,7 @@ export async function readSnapshot<T>(folder: string, options: ReadSnapshotOptio
       return { snapshot, value: options.parse(snapshot) };
     } catch (err) {
       lastParseError = err;
-      if (attempt < maxAttempts) await delay(retryDelayMs);
+      if (attempt < maxAttempts) await pause(clock, retryDelayMs, folder, options.signal);
     }
   }
   if (lastParseError !== undefined) throw lastParseError;

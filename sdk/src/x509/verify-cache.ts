@@ -23,6 +23,7 @@
  * lets the TLS paths identify a returning peer from the leaf, without reading the rest of the chain.
  */
 import { createHash, X509Certificate } from 'node:crypto';
+import { systemClock } from '../clock/clock.js';
 import { X509BundleSet } from './bundle-set.js';
 import { X509Bundle, type X509BundleSource } from './bundle.js';
 import { validityOf } from './validity.js';
@@ -165,7 +166,7 @@ export class X509SvidVerificationCache {
     }
     const entry = entryOf(verified);
     // A miss already paid for a full verification; a pass over the entries is small next to it.
-    dropExpired(entries, options.now?.getTime() ?? Date.now());
+    dropExpired(entries, (options.now ?? systemClock.now()).getTime());
     this.remember(entries, key, entry);
     // leaf + authority: nothing else the peer presents can change the outcome (see the header).
     if (verified.chain.length === 2) this.remember(entries, LEAF_KEY + verified.chain[0]!.fingerprint256, entry);
@@ -175,7 +176,7 @@ export class X509SvidVerificationCache {
   private hit(entries: Map<string, Entry>, key: string, options: VerifyOptions): VerifiedSvid | undefined {
     const cached = entries.get(key);
     if (cached === undefined) return undefined;
-    const now = options.now?.getTime() ?? Date.now();
+    const now = (options.now ?? systemClock.now()).getTime();
     entries.delete(key);
     // Expired or not yet valid: the caller verifies again, which says exactly which certificate
     // and why (or finds another path, e.g. through a renewed authority).

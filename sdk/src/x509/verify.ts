@@ -5,6 +5,7 @@
  * B's CA is rejected even when B is trusted for B's own identities.
  */
 import { X509Certificate } from 'node:crypto';
+import { systemClock } from '../clock/clock.js';
 import type { SpiffeId } from '../spiffe-id/spiffe-id.js';
 import type { X509Bundle, X509BundleSource } from './bundle.js';
 import { parseCertificateDer } from './certificate.js';
@@ -133,7 +134,7 @@ export function verifyX509Svid(
   bundles: X509BundleSource,
   options: VerifyOptions = {},
 ): VerifiedSvid {
-  const now = options.now ?? new Date();
+  const now = options.now ?? systemClock.now();
   if (chain.length === 0) throw fail('no certificates presented');
   if (chain.length > MAX_PRESENTED) throw fail(`too many certificates presented (${chain.length} > ${MAX_PRESENTED})`);
   const certs = chain.map(toCertificate);

@@ -1,4 +1,4 @@
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, readlink, stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -12,7 +12,7 @@ import { waitFor } from '../helpers/wait-for.js';
 const WEB_ID = 'spiffe://example.org/ns/default/sa/web';
 const DB_ID = 'spiffe://example.org/ns/default/sa/db';
 
-const tokenOf = (volume: PublishedVolume): Promise<string> => readFile(join(volume.targetPath, 'jwt-svid.token'), 'utf8');
+const tokenOf = (volume: PublishedVolume, file = 'jwt-svid.token'): Promise<string> => readFile(join(volume.targetPath, file), 'utf8');
 
 const kidOf = (token: string): unknown => JSON.parse(Buffer.from(token.split('.')[0]!, 'base64url').toString('utf8')).kid;
 
@@ -44,7 +44,7 @@ describe.skipIf(!isRoot)('JWT-SVIDs end to end (kubelet emulator, dev agent, rea
     h.agent.setJwtSvidTtl(4_000);
     await h.startDriver();
     const volume = await h.kubelet.publish(KubeletEmulator.pod({ serviceAccount: 'web', fsGroup: 3000 }), 'spiffe', {
-      'csi.spire.io/jwt-audiences': 'db,audit',
+      'csi.spire.io/jwt-audiences': 'db',
     });
 
     const first = await tokenOf(volume);
@@ -55,17 +55,72 @@ describe.skipIf(!isRoot)('JWT-SVIDs end to end (kubelet emulator, dev agent, rea
     const bundles = await bundlesOf(volume, 'example.org', 'partner.org');
     const validated = await validateJwtSvid(first, { audience: 'db', bundles });
     expect(validated.id.toString()).toBe(WEB_ID);
-    expect(validated.audience).toEqual(['db', 'audit']);
+    expect(validated.audience).toEqual(['db']);
     const identity = JSON.parse(await readFile(join(volume.targetPath, 'identity.json'), 'utf8')) as Record<string, unknown>;
-    expect(identity).toMatchObject({ jwtAudiences: ['db', 'audit'], jwtExpiresAt: validated.expiresAt.toISOString() });
+    expect(identity).toMatchObject({ jwtAudiences: ['db'], jwtExpiresAt: validated.expiresAt.toISOString() });
     expect(JSON.stringify(identity)).not.toContain(first);
 
     await waitFor(async () => (await tokenOf(volume)) !== first, { timeoutMs: 15_000, message: 'the refreshed token on disk' });
     const second = await tokenOf(volume);
-    const refreshed = await validateJwtSvid(second, { audience: 'audit', bundles: await bundlesOf(volume, 'example.org') });
+    const refreshed = await validateJwtSvid(second, { audience: 'db', bundles: await bundlesOf(volume, 'example.org') });
     expect(refreshed.expiresAt.getTime()).toBeGreaterThanOrEqual(validated.expiresAt.getTime());
     expect(h.logLines.join('\n')).not.toContain(first.split('.')[2]!);
     expect(h.logLines.join('\n')).not.toContain(second.split('.')[2]!);
+  });
+
+  it('with several audiences writes one token per audience, each accepted by its audience only, refreshed together', async () => {
+    h.agent.setJwtSvidTtl(4_000);
+    await h.startDriver();
+    const volume = await h.kubelet.publish(KubeletEmulator.pod({ serviceAccount: 'web', fsGroup: 3000 }), 'spiffe', {
+      'csi.spire.io/jwt-audiences': 'db,https://audit.example/v1',
+    });
+    const files = { db: 'jwt-svid.db.token', audit: 'jwt-svid.https%3A%2F%2Faudit.example%2Fv1.token' };
+    expect((await readdir(volume.targetPath)).filter((name) => name.endsWith('.token')).sort()).toEqual([files.db, files.audit].sort());
+    const bundles = await bundlesOf(volume, 'example.org');
+    const db = await tokenOf(volume, files.db);
+    const audit = await tokenOf(volume, files.audit);
+    expect((await validateJwtSvid(db, { audience: 'db', bundles })).audience).toEqual(['db']);
+    expect((await validateJwtSvid(audit, { audience: 'https://audit.example/v1', bundles })).audience).toEqual(['https://audit.example/v1']);
+    // The point of one token per audience: db cannot replay what it received to audit.
+    await expect(validateJwtSvid(db, { audience: 'https://audit.example/v1', bundles })).rejects.toThrow();
+    await expect(validateJwtSvid(audit, { audience: 'db', bundles })).rejects.toThrow();
+    for (const file of Object.values(files)) {
+      const info = await stat(join(volume.targetPath, file));
+      expect([info.mode & 0o777, info.gid]).toEqual([0o440, 3000]);
+    }
+    const identity = JSON.parse(await readFile(join(volume.targetPath, 'identity.json'), 'utf8')) as Record<string, unknown>;
+    expect(identity).toMatchObject({
+      jwtSpiffeId: WEB_ID,
+      jwtAudiences: ['db', 'https://audit.example/v1'],
+      jwtSvidFiles: { db: files.db, 'https://audit.example/v1': files.audit },
+    });
+
+    // The SDK reads each audience's token from its own file.
+    const source = new JwtSource(volume.targetPath);
+    try {
+      await source.ready(5_000);
+      expect(source.getToken('db')).toBe(db);
+      expect(source.getToken('https://audit.example/v1')).toBe(audit);
+    } finally {
+      await source.close();
+    }
+
+    // Every generation holds a token for each audience: after refreshes, both files behind one ..data.
+    await waitFor(async () => (await tokenOf(volume, files.db)) !== db && (await tokenOf(volume, files.audit)) !== audit, {
+      timeoutMs: 15_000,
+      message: 'both tokens refreshed',
+    });
+    // Both read from one payload directory; a swap in between removes it, so that read is retried.
+    const inGeneration = (generation: string, file: string) => readFile(join(volume.targetPath, generation, file), 'utf8');
+    const [dbNow, auditNow] = await waitFor(async () => {
+      const generation = await readlink(join(volume.targetPath, '..data'));
+      return Promise.all([inGeneration(generation, files.db), inGeneration(generation, files.audit)] as const);
+    }, { message: 'both tokens of one generation' });
+    const current = await bundlesOf(volume, 'example.org');
+    expect((await validateJwtSvid(dbNow, { audience: 'db', bundles: current })).audience).toEqual(['db']);
+    expect((await validateJwtSvid(auditNow, { audience: 'https://audit.example/v1', bundles: current })).audience).toEqual(['https://audit.example/v1']);
+    const log = h.logLines.join('\n');
+    for (const token of [db, audit]) expect(log).not.toContain(token.split('.')[2]!);
   });
 
   it('follows a JWT authority rotation: new key in the bundle file, new tokens signed with it still validate', async () => {

@@ -4,7 +4,7 @@ import { AgentError, type AgentJwtSvid, type AgentX509Svid, type BundleUpdate } 
 import { AgentJwtError, checkAgentJwtSvid, chooseJwtSvid, type CheckedJwtSvid } from '../../driver/src/session/agent-jwt.js';
 import { JwtRefresher, jwtRefreshDelayMs, type JwtFailure } from '../../driver/src/session/jwt-refresher.js';
 import { buildPayload, KEY_MODE_GROUP, KEY_MODE_OWNER_ONLY, PUBLIC_MODE } from '../../driver/src/storage/payload.js';
-import type { VolumeJwtState } from '../../driver/src/volume/volume-state.js';
+import { jwtSvidFilesOf, type VolumeJwtState } from '../../driver/src/volume/volume-state.js';
 import { DEFAULT_FILES, type VolumeSpec } from '../../driver/src/volume/volume-spec.js';
 import { TestCa } from '../helpers/test-ca.js';
 import { DelegatedBackend } from '../../driver/src/identity/delegated/delegated-backend.js';
@@ -49,10 +49,7 @@ describe('JWT payload', () => {
     partner = await TestJwtIssuer.create('partner.test');
     token = await own.mint(WEB, { audiences: ['api'], issuedAt: NOW, expiresAt: new Date(NOW.getTime() + 300_000) });
     jwt = {
-      token: token.token,
-      spiffeId: WEB,
-      expiresAt: new Date(NOW.getTime() + 300_000),
-      audiences: ['api'],
+      tokens: [{ audience: 'api', token: token.token, spiffeId: WEB, expiresAt: new Date(NOW.getTime() + 300_000) }],
       bundles: new Map([
         ['example.org', own.jwks()],
         ['partner.test', partner.jwks()],
@@ -75,6 +72,7 @@ describe('JWT payload', () => {
       jwtSpiffeId: WEB,
       jwtAudiences: ['api'],
       jwtExpiresAt: '2030-01-01T00:05:00.000Z',
+      jwtSvidFiles: { api: 'jwt-svid.token' },
       jwtTrustDomains: ['example.org', 'partner.test'],
     });
     const json = String(files.get('identity.json')!.data);
@@ -105,6 +103,90 @@ describe('JWT payload', () => {
   it('refuses a token file name that collides with another file', () => {
     expect(() => buildPayload({ spec: spec({ jwtSvidFile: 'svid.pem' }), svid, bundles, federatesWith: [], jwt, now: NOW })).toThrow(/used twice/);
   });
+
+  describe('with several audiences', () => {
+    const URL_AUDIENCE = 'https://x.example/v1';
+    let tokens: Record<string, AgentJwtSvid>;
+    let several: VolumeJwtState;
+
+    beforeAll(async () => {
+      tokens = {
+        api: await own.mint(WEB, { audiences: ['api'], issuedAt: NOW, expiresAt: new Date(NOW.getTime() + 300_000) }),
+        [URL_AUDIENCE]: await own.mint(WEB, { audiences: [URL_AUDIENCE], issuedAt: NOW, expiresAt: new Date(NOW.getTime() + 120_000) }),
+      };
+      several = {
+        tokens: [
+          { audience: 'api', token: tokens.api!.token, spiffeId: WEB, expiresAt: new Date(NOW.getTime() + 300_000) },
+          { audience: URL_AUDIENCE, token: tokens[URL_AUDIENCE]!.token, spiffeId: WEB, expiresAt: new Date(NOW.getTime() + 120_000) },
+        ],
+        bundles: jwt.bundles,
+      };
+    });
+
+    it('writes each audience\'s own token to jwt-svid.<encoded audience>.token (key mode) and no jwt-svid.token', () => {
+      const { files, identity } = buildPayload({
+        spec: spec({ fsGroup: 2000, jwtAudiences: ['api', URL_AUDIENCE] }),
+        svid,
+        bundles,
+        federatesWith: [],
+        jwt: several,
+        now: NOW,
+      });
+      expect(files.get('jwt-svid.api.token')).toEqual({ data: tokens.api!.token, mode: KEY_MODE_GROUP });
+      expect(files.get('jwt-svid.https%3A%2F%2Fx.example%2Fv1.token')).toEqual({ data: tokens[URL_AUDIENCE]!.token, mode: KEY_MODE_GROUP });
+      expect(files.has('jwt-svid.token')).toBe(false);
+      expect([...files.keys()].filter((name) => name.endsWith('.token')).sort()).toEqual([
+        'jwt-svid.api.token',
+        'jwt-svid.https%3A%2F%2Fx.example%2Fv1.token',
+      ]);
+      expect(files.get('example.org.jwt-bundle.json')).toEqual({ data: own.jwks(), mode: PUBLIC_MODE });
+      // identity.json keeps its JWT facts: every audience, the earliest expiry, and where each token is.
+      expect(identity).toMatchObject({
+        jwtSpiffeId: WEB,
+        jwtAudiences: ['api', URL_AUDIENCE],
+        jwtExpiresAt: '2030-01-01T00:02:00.000Z',
+        jwtSvidFiles: { api: 'jwt-svid.api.token', [URL_AUDIENCE]: 'jwt-svid.https%3A%2F%2Fx.example%2Fv1.token' },
+      });
+      const json = String(files.get('identity.json')!.data);
+      for (const minted of Object.values(tokens)) expect(json).not.toContain(minted.token.split('.')[2]!);
+    });
+
+    it('ignores a jwt-svid-file an older record still carries: the names are per audience', () => {
+      const { files } = buildPayload({
+        spec: spec({ jwtAudiences: ['api', URL_AUDIENCE], jwtSvidFile: 'token.jwt' }),
+        svid,
+        bundles,
+        federatesWith: [],
+        jwt: several,
+        now: NOW,
+      });
+      expect(files.has('token.jwt')).toBe(false);
+      expect(files.get('jwt-svid.api.token')?.mode).toBe(KEY_MODE_OWNER_ONLY);
+    });
+
+    it('names the files with the layout rule, one to one', () => {
+      expect([...jwtSvidFilesOf({ jwtAudiences: ['api'], jwtSvidFile: 'token.jwt' })]).toEqual([['api', 'token.jwt']]);
+      expect([...jwtSvidFilesOf({ jwtAudiences: ['a b', 'ä/%', 'ok.-_'], jwtSvidFile: 'jwt-svid.token' })]).toEqual([
+        ['a b', 'jwt-svid.a%20b.token'],
+        ['ä/%', 'jwt-svid.%C3%A4%2F%25.token'],
+        ['ok.-_', 'jwt-svid.ok.-_.token'],
+      ]);
+      expect(jwtSvidFilesOf({ jwtAudiences: [], jwtSvidFile: 'jwt-svid.token' }).size).toBe(0);
+    });
+
+    it('refuses tokens that do not match the volume\'s audiences, or a split file taking an audience\'s file', () => {
+      const input = { svid, bundles, federatesWith: [], now: NOW };
+      expect(() => buildPayload({ ...input, spec: spec({ jwtAudiences: ['api', 'billing'] }), jwt: several })).toThrow(
+        /JWT-SVIDs are for audiences \["api","https:\/\/x.example\/v1"\], but the volume asks for \["api","billing"\]/,
+      );
+      const one = { ...several, tokens: several.tokens.slice(0, 1) };
+      expect(() => buildPayload({ ...input, spec: spec({ jwtAudiences: ['api', URL_AUDIENCE] }), jwt: one })).toThrow(/but the volume asks for/);
+      const mixed = { ...several, tokens: [several.tokens[0]!, { ...several.tokens[1]!, spiffeId: 'spiffe://example.org/other' }] };
+      expect(() => buildPayload({ ...input, spec: spec({ jwtAudiences: ['api', URL_AUDIENCE] }), jwt: mixed })).toThrow(/different SPIFFE IDs/);
+      const clash = spec({ jwtAudiences: ['api', URL_AUDIENCE], files: { ...DEFAULT_FILES, svid: 'jwt-svid.api.token' } });
+      expect(() => buildPayload({ ...input, spec: clash, jwt: several })).toThrow(/jwt-svid.api.token is used twice/);
+    });
+  });
 });
 
 describe('agent JWT-SVID checks', () => {
@@ -114,21 +196,28 @@ describe('agent JWT-SVID checks', () => {
   });
 
   it('accepts a token whose sub, aud and exp fit, and reads exp from the token', async () => {
-    const svid = await issuer.mint(WEB, { audiences: ['api', 'db'], issuedAt: NOW, expiresAt: new Date(NOW.getTime() + 60_000) });
-    const checked = checkAgentJwtSvid(svid, ['db'], NOW);
+    const svid = await issuer.mint(WEB, { audiences: ['db'], issuedAt: NOW, expiresAt: new Date(NOW.getTime() + 60_000) });
+    const checked = checkAgentJwtSvid(svid, 'db', NOW);
     expect(checked.spiffeId.toString()).toBe(WEB);
     expect(checked.expiresAt.toISOString()).toBe('2030-01-01T00:01:00.000Z');
+    // `aud` as a single string is the same one audience.
+    const b64 = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
+    const single = `${b64({ alg: 'ES256' })}.${b64({ sub: WEB, aud: 'db', exp: 4_000_000_000 })}.c2ln`;
+    expect(checkAgentJwtSvid({ token: single, spiffeId: WEB, expiresAt: '0', issuedAt: '0', hint: '' }, 'db', NOW).spiffeId.toString()).toBe(WEB);
   });
 
   it.each([
-    ['sub differs from the label', { labelledAs: 'spiffe://example.org/other' }, ['api'], /sub "spiffe:\/\/example.org\/web", not the SPIFFE ID/],
-    ['an audience is missing', {}, ['api', 'db'], /lacks the requested audience\(s\) db/],
-    ['it has expired', { expiresAt: new Date(NOW.getTime() - 1000), issuedAt: new Date(NOW.getTime() - 60_000) }, ['api'], /expired at/],
-  ])('rejects a token when %s', async (_what, options, audiences, message) => {
+    ['sub differs from the label', { labelledAs: 'spiffe://example.org/other' }, 'api', /sub "spiffe:\/\/example.org\/web", not the SPIFFE ID/],
+    ['it lacks the audience', { audiences: ['other'] }, 'api', /has aud \["other"\], but it was fetched for exactly \["api"\]/],
+    // A token that several audiences accept could be replayed by any of them to the others.
+    ['it is also for another audience', { audiences: ['api', 'billing'] }, 'api', /has aud \["api","billing"\], but it was fetched for exactly \["api"\]/],
+    ['it names its audience twice', { audiences: ['api', 'api'] }, 'api', /fetched for exactly \["api"\]/],
+    ['it has expired', { expiresAt: new Date(NOW.getTime() - 1000), issuedAt: new Date(NOW.getTime() - 60_000) }, 'api', /expired at/],
+  ])('rejects a token when %s', async (_what, options, audience, message) => {
     const svid = await issuer.mint(WEB, { issuedAt: NOW, ...options });
     let thrown: unknown;
     try {
-      checkAgentJwtSvid(svid, audiences, NOW);
+      checkAgentJwtSvid(svid, audience, NOW);
     } catch (error) {
       thrown = error;
     }
@@ -139,14 +228,14 @@ describe('agent JWT-SVID checks', () => {
 
   it('rejects tokens that are not JWS compact or use a forbidden alg', () => {
     const base = { spiffeId: WEB, expiresAt: '0', issuedAt: '0', hint: '' };
-    expect(() => checkAgentJwtSvid({ ...base, token: 'abc' }, ['api'], NOW)).toThrow(/compact serialization/);
+    expect(() => checkAgentJwtSvid({ ...base, token: 'abc' }, 'api', NOW)).toThrow(/compact serialization/);
     const b64 = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
     const unsigned = `${b64({ alg: 'none' })}.${b64({ sub: WEB, aud: ['api'], exp: 4_000_000_000 })}.`;
-    expect(() => checkAgentJwtSvid({ ...base, token: unsigned }, ['api'], NOW)).toThrow(/alg "none"/);
+    expect(() => checkAgentJwtSvid({ ...base, token: unsigned }, 'api', NOW)).toThrow(/alg "none"/);
     const hs = `${b64({ alg: 'HS256' })}.${b64({ sub: WEB, aud: 'api', exp: 4_000_000_000 })}.c2ln`;
-    expect(() => checkAgentJwtSvid({ ...base, token: hs }, ['api'], NOW)).toThrow(/alg "HS256"/);
+    expect(() => checkAgentJwtSvid({ ...base, token: hs }, 'api', NOW)).toThrow(/alg "HS256"/);
     const noExp = `${b64({ alg: 'ES256' })}.${b64({ sub: WEB, aud: 'api' })}.c2ln`;
-    expect(() => checkAgentJwtSvid({ ...base, token: noExp }, ['api'], NOW)).toThrow(/no exp claim/);
+    expect(() => checkAgentJwtSvid({ ...base, token: noExp }, 'api', NOW)).toThrow(/no exp claim/);
   });
 
   it('chooses by SPIFFE ID, else the first', async () => {
@@ -186,7 +275,7 @@ describe('JWT refresh scheduling', () => {
     const refresher = new JwtRefresher({
       identity: new DelegatedBackend(identity, { nodeName: 'node-1' }),
       pod: POD,
-      audiences: ['api'],
+      audience: 'api',
       spiffeId: null,
       clock,
       random: () => 0,
@@ -235,7 +324,7 @@ describe('JWT refresh scheduling', () => {
     const refresher = new JwtRefresher({
       identity: new DelegatedBackend(identity, { nodeName: 'node-1' }),
       pod: POD,
-      audiences: ['api'],
+      audience: 'api',
       spiffeId: null,
       clock,
       random: () => 0,
@@ -249,6 +338,6 @@ describe('JWT refresh scheduling', () => {
     await waitFor(() => failures.length === 2, { message: 'the second failure' });
     refresher.close();
     expect(failures[0]).toMatchObject({ invalid: false, problem: expect.stringMatching(/no JWT-SVID for these selectors/) });
-    expect(failures[1]).toMatchObject({ invalid: true, problem: expect.stringMatching(/lacks the requested audience/) });
+    expect(failures[1]).toMatchObject({ audience: 'api', invalid: true, problem: expect.stringMatching(/has aud \["other"\], but it was fetched for exactly \["api"\]/) });
   });
 });

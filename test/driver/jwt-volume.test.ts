@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { decodeJwt } from 'jose';
@@ -61,11 +61,11 @@ describe.skipIf(!isRoot)('VolumeManager with JWT audiences', () => {
     h.identity.respond = () => undefined;
     const update = await h.update(WEB, ['spiffe://partner.test']);
     h.identity.respond = () => update;
-    const spec = await h.spec({ fsGroup: 2000, jwtAudiences: ['api', 'db'] });
+    const spec = await h.spec({ fsGroup: 2000, jwtAudiences: ['api'] });
     await manager.publish(spec);
 
     expect(h.identity.jwtFetches).toHaveLength(1);
-    expect(h.identity.jwtFetches[0]!.audiences).toEqual(['api', 'db']);
+    expect(h.identity.jwtFetches[0]!.audiences).toEqual(['api']);
     expect(h.identity.jwtFetches[0]!.selectors).toEqual(h.identity.openStreams[0]!.selectors);
     expect(await tokenOf(spec)).toBe(issued[0]!.token);
     expect(await modeOf(join(spec.targetPath, 'jwt-svid.token'))).toEqual({ mode: 0o440, uid: 0, gid: 2000 });
@@ -77,10 +77,127 @@ describe.skipIf(!isRoot)('VolumeManager with JWT audiences', () => {
     expect(identity).toMatchObject({
       spiffeId: WEB,
       jwtSpiffeId: WEB,
-      jwtAudiences: ['api', 'db'],
+      jwtAudiences: ['api'],
       jwtExpiresAt: new Date(Number(issued[0]!.expiresAt) * 1000).toISOString(),
+      jwtSvidFiles: { api: 'jwt-svid.token' },
     });
     expect(JSON.stringify(identity)).not.toContain(issued[0]!.token);
+  });
+
+  it('with several audiences fetches one token per audience, each for that audience alone, into its own file', async () => {
+    await h.serve(WEB);
+    const spec = await h.spec({ fsGroup: 2000, jwtAudiences: ['api', 'billing'] });
+    await manager.publish(spec);
+
+    // One FetchJWTSVIDs per audience: a token for both could be replayed by api to billing.
+    expect(h.identity.jwtFetches.map((f) => f.audiences)).toEqual([['api'], ['billing']]);
+    expect(await present(join(spec.targetPath, 'jwt-svid.token'))).toBe(false);
+    for (const audience of ['api', 'billing']) {
+      const file = join(spec.targetPath, `jwt-svid.${audience}.token`);
+      const claims = decodeJwt(await readFile(file, 'utf8'));
+      expect(claims.aud).toEqual([audience]);
+      expect(claims.sub).toBe(WEB);
+      expect(await modeOf(file)).toEqual({ mode: 0o440, uid: 0, gid: 2000 });
+    }
+    const identity = await identityOf(spec);
+    expect(identity).toMatchObject({
+      jwtSpiffeId: WEB,
+      jwtAudiences: ['api', 'billing'],
+      jwtSvidFiles: { api: 'jwt-svid.api.token', billing: 'jwt-svid.billing.token' },
+    });
+    for (const svid of issued) expect(JSON.stringify(identity)).not.toContain(svid.token);
+  });
+
+  it('percent-encodes audience characters outside [A-Za-z0-9._-] in the file names', async () => {
+    await h.serve(WEB);
+    const spec = await h.spec({ jwtAudiences: ['https://x.example/v1', 'api'] });
+    await manager.publish(spec);
+    const token = await tokenOf(spec, 'jwt-svid.https%3A%2F%2Fx.example%2Fv1.token');
+    expect(decodeJwt(token).aud).toEqual(['https://x.example/v1']);
+    expect(decodeJwt(await tokenOf(spec, 'jwt-svid.api.token')).aud).toEqual(['api']);
+    expect((await readdir(spec.targetPath)).filter((name) => name.endsWith('.token')).sort()).toEqual([
+      'jwt-svid.api.token',
+      'jwt-svid.https%3A%2F%2Fx.example%2Fv1.token',
+    ]);
+  });
+
+  it('refreshing one audience\'s token writes a new generation holding every audience\'s current token', async () => {
+    await h.serve(WEB);
+    // billing's tokens live 1.5 times as long: api refreshes at ~150 s, billing at ~225 s, api at ~300 s.
+    answer = async (_s, audiences) => {
+      const ttl = audiences[0] === 'billing' ? 1.5 * TTL_MS : TTL_MS;
+      const svid = await issuer.mint(WEB, { audiences, issuedAt: clock.now(), expiresAt: new Date(clock.nowMs + ttl) });
+      issued.push(svid);
+      return [svid];
+    };
+    const spec = await h.spec({ jwtAudiences: ['api', 'billing'] });
+    await manager.publish(spec);
+    const firstBilling = issued.find((svid) => decodeJwt(svid.token).aud?.[0] === 'billing')!;
+    const [apiDelay, billingDelay] = clock.pendingDelays();
+    expect(apiDelay).toBeGreaterThan(TTL_MS / 2 - 1_000);
+    expect(apiDelay).toBeLessThanOrEqual(TTL_MS / 2);
+    expect(billingDelay).toBeGreaterThan(0.75 * TTL_MS - 1_000);
+    const dir = await dataDir(spec.targetPath);
+
+    await clock.fireNext();
+    await waitFor(async () => (await tokenOf(spec, 'jwt-svid.api.token')) === issued[2]?.token, { message: 'the refreshed api token on disk' });
+    expect(h.identity.jwtFetches.map((f) => f.audiences)).toEqual([['api'], ['billing'], ['api']]);
+    const next = await dataDir(spec.targetPath);
+    expect(next).not.toBe(dir);
+    // One generation: the new api token and billing's still current one, side by side behind ..data.
+    const inGeneration = (file: string) => readFile(join(spec.targetPath, next, file), 'utf8');
+    expect(await inGeneration('jwt-svid.api.token')).toBe(issued[2]!.token);
+    expect(await inGeneration('jwt-svid.billing.token')).toBe(firstBilling.token);
+    const identity = JSON.parse(await inGeneration('identity.json')) as Record<string, unknown>;
+    // The earliest expiry of the tokens in this generation.
+    expect(identity.jwtExpiresAt).toBe(new Date(Math.min(Number(issued[2]!.expiresAt), Number(firstBilling.expiresAt)) * 1000).toISOString());
+    expect(rotated.map((e) => e.initial)).toEqual([true]);
+
+    // billing's refresh comes next and again rewrites both.
+    await clock.fireNext();
+    await waitFor(async () => (await tokenOf(spec, 'jwt-svid.billing.token')) !== firstBilling.token, { message: 'the refreshed billing token' });
+    const third = await dataDir(spec.targetPath);
+    expect(third).not.toBe(next);
+    expect(await readFile(join(spec.targetPath, third, 'jwt-svid.api.token'), 'utf8')).toBe(issued[2]!.token);
+    expect(decodeJwt(await readFile(join(spec.targetPath, third, 'jwt-svid.billing.token'), 'utf8')).aud).toEqual(['billing']);
+  });
+
+  it('publishes only when every audience has a usable token', async () => {
+    await h.serve(WEB);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    answer = async (_s, audiences) => {
+      if (audiences[0] === 'billing') await gate;
+      return [await mint(audiences)];
+    };
+    const spec = await h.spec({ jwtAudiences: ['api', 'billing'] });
+    let done = false;
+    const publishing = manager.publish(spec).then(() => (done = true));
+    await waitFor(() => issued.length === 1 && h.identity.jwtFetches.length === 2, { message: 'the api token and both fetches' });
+    await settle();
+    expect(done).toBe(false);
+    expect(await present(join(spec.targetPath, '..data'))).toBe(false);
+    release();
+    await publishing;
+    expect(decodeJwt(await tokenOf(spec, 'jwt-svid.api.token')).aud).toEqual(['api']);
+    expect(decodeJwt(await tokenOf(spec, 'jwt-svid.billing.token')).aud).toEqual(['billing']);
+  });
+
+  it('refuses a token for more audiences than it was fetched for, and names the audience when it times out', async () => {
+    await h.serve(WEB);
+    // An agent that answers every fetch with a token for both audiences: never written.
+    answer = async () => [await mint(['api', 'billing'])];
+    const timed = h.manager({ clock, publishTimeoutMs: 300 });
+    timed.events.on('error', (e) => errors.push(e));
+    const spec = await h.spec({ jwtAudiences: ['api', 'billing'] });
+    const err = await expire(timed.publish(spec));
+    expect(err).toMatchObject({ kind: 'not-ready' });
+    expect((err as Error).message).toMatch(/no usable JWT-SVID arrived within 300ms/);
+    expect((err as Error).message).toMatch(/audience "api": .*has aud \["api","billing"\], but it was fetched for exactly \["api"\]/);
+    expect(errors.some((e) => e.kind === 'invalid-svid')).toBe(true);
+    expect(await present(spec.targetPath)).toBe(false);
+    const logged = JSON.stringify(h.logs);
+    for (const svid of issued) expect(logged).not.toContain(svid.token.split('.')[2]!);
   });
 
   it('makes the token owner-only without an fsGroup, and honours jwt-svid-file', async () => {

@@ -71,6 +71,11 @@ describe.skipIf(!isRoot)('records read back on restart', () => {
     expect(await h.mountIds(good.targetPath)).toHaveLength(1);
   });
 
+  it('still trusts a record written before per-audience JWT files, whose jwt-svid-file is now ignored', async () => {
+    const spec = await h.spec({ jwtAudiences: ['api', 'vault'], jwtSvidFile: 'token' });
+    await expect(checkRecordedSpec(spec, { kubeletRoot: h.kubeletRoot })).resolves.toBeUndefined();
+  });
+
   it('does not tear down anything for an untrusted record whose "pod" is gone', async () => {
     const outside = join(h.base, 'precious');
     await mkdir(join(outside, 'data'), { recursive: true });

@@ -128,6 +128,27 @@ describe('validatePublishRequest accepts', () => {
       { jwtAudiences: ['api'], jwtSvidFile: 'token' },
     ],
     [
+      'several jwt-audiences, each to get its own token file',
+      withAttributes({ 'csi.spire.io/jwt-audiences': 'api,billing,https://x.example/v1' }),
+      { jwtAudiences: ['api', 'billing', 'https://x.example/v1'] },
+    ],
+    [
+      // With several audiences nothing is written to jwt-svid.token, so a split file may take it.
+      'a split file named jwt-svid.token with several audiences',
+      withAttributes({ 'csi.spire.io/jwt-audiences': 'api,billing', 'csi.spire.io/key-file': 'jwt-svid.token' }),
+      { jwtAudiences: ['api', 'billing'], files: { ...DEFAULT_SPEC.files, key: 'jwt-svid.token' } },
+    ],
+    [
+      'jwt-svid-file naming the per-audience file of its single audience',
+      withAttributes({ 'csi.spire.io/jwt-audiences': 'https://x.example/v1', 'csi.spire.io/jwt-svid-file': 'jwt-svid.https%3A%2F%2Fx.example%2Fv1.token' }),
+      { jwtAudiences: ['https://x.example/v1'], jwtSvidFile: 'jwt-svid.https%3A%2F%2Fx.example%2Fv1.token' },
+    ],
+    [
+      'a long single audience (its token goes to jwt-svid-file)',
+      withAttributes({ 'csi.spire.io/jwt-audiences': '/'.repeat(100) }),
+      { jwtAudiences: ['/'.repeat(100)] },
+    ],
+    [
       'a jwt-svid-file equal to a split file name when no JWT is requested',
       withAttributes({ 'csi.spire.io/svid-file': 'jwt-svid.token' }),
       { files: { ...DEFAULT_SPEC.files, svid: 'jwt-svid.token' } },
@@ -235,6 +256,44 @@ describe('validatePublishRequest rejects with InvalidArgument naming the field a
       withAttributes({ 'csi.spire.io/jwt-audiences': 'api', 'csi.spire.io/jwt-svid-file': 'bundle.pem' }),
       ['csi.spire.io/bundle-file (default "bundle.pem") and csi.spire.io/jwt-svid-file "bundle.pem"'],
     ],
+    [
+      'jwt-svid-file with several audiences, which is ambiguous',
+      withAttributes({ 'csi.spire.io/jwt-audiences': 'api,billing', 'csi.spire.io/jwt-svid-file': 'token.jwt' }),
+      [
+        'volume attribute csi.spire.io/jwt-svid-file is set but csi.spire.io/jwt-audiences lists 2 audiences',
+        'jwt-svid.<audience>.token',
+        'ambiguous',
+        'remove csi.spire.io/jwt-svid-file, or list a single audience',
+      ],
+    ],
+    [
+      'jwt-svid-file set to the default name with several audiences',
+      withAttributes({ 'csi.spire.io/jwt-audiences': 'api, billing', 'csi.spire.io/jwt-svid-file': 'jwt-svid.token' }),
+      ['csi.spire.io/jwt-svid-file is set but csi.spire.io/jwt-audiences lists 2 audiences', 'remove csi.spire.io/jwt-svid-file'],
+    ],
+    [
+      'svid-file taking the token file of one of several audiences',
+      withAttributes({ 'csi.spire.io/jwt-audiences': 'api,billing', 'csi.spire.io/svid-file': 'jwt-svid.billing.token' }),
+      [
+        'volume attribute csi.spire.io/svid-file "jwt-svid.billing.token" names the file the JWT-SVID for audience "billing" of csi.spire.io/jwt-audiences',
+        'choose another name for csi.spire.io/svid-file',
+      ],
+    ],
+    [
+      'bundle-file taking the percent-encoded token file of an audience',
+      withAttributes({ 'csi.spire.io/jwt-audiences': 'https://x.example/v1,api', 'csi.spire.io/bundle-file': 'jwt-svid.https%3A%2F%2Fx.example%2Fv1.token' }),
+      ['csi.spire.io/bundle-file "jwt-svid.https%3A%2F%2Fx.example%2Fv1.token" names the file the JWT-SVID for audience "https://x.example/v1"'],
+    ],
+    [
+      'jwt-svid-file naming the per-audience file of another audience',
+      withAttributes({ 'csi.spire.io/jwt-audiences': 'api', 'csi.spire.io/jwt-svid-file': 'jwt-svid.billing.token' }),
+      ['csi.spire.io/jwt-svid-file "jwt-svid.billing.token" is reserved', 'one JWT-SVID per audience as jwt-svid.<audience>.token', 'choose another name'],
+    ],
+    [
+      'an audience whose token file name would be longer than 255 bytes',
+      withAttributes({ 'csi.spire.io/jwt-audiences': `api,${'/'.repeat(81)}` }),
+      ['volume attribute csi.spire.io/jwt-audiences has the audience', 'longer than 255 bytes', 'use a shorter audience'],
+    ],
   ];
 
   const badNames: [string, string][] = [
@@ -253,6 +312,9 @@ describe('validatePublishRequest rejects with InvalidArgument naming the field a
     ['identity.json', 'is reserved'],
     ['example.org.spiffe-trust-bundle.pem', 'is reserved'],
     ['example.org.jwt-bundle.json', 'is reserved'],
+    // Readers take any jwt-svid.<audience>.token for that audience's token.
+    ['jwt-svid.vault.token', 'is reserved'],
+    ['jwt-svid.a%20b.token', 'is reserved'],
   ];
   for (const attribute of ['svid-file', 'key-file', 'bundle-file', 'jwt-svid-file']) {
     for (const [value, problem] of badNames) {

@@ -1,8 +1,15 @@
 import { SpiffeId } from '@spire-csi/sdk';
-import { RESERVED_FILE_NAMES, RESERVED_FILE_SUFFIXES } from '@spire-csi/sdk/layout';
+import {
+  audienceOfJwtSvidFileName,
+  JWT_SVID_AUDIENCE_FILE_PREFIX,
+  JWT_SVID_AUDIENCE_FILE_SUFFIX,
+  RESERVED_FILE_NAMES,
+  RESERVED_FILE_SUFFIXES,
+} from '@spire-csi/sdk/layout';
 import type { AccessModeName, NodePublishVolumeRequest, NodeUnpublishVolumeRequest } from '../proto/csi-messages.js';
 import type { PodReference } from '../identity/pod-reference.js';
-import { DEFAULT_FILES, DEFAULT_JWT_SVID_FILE,  type VolumeSpec } from '../volume/volume-spec.js';
+import { DEFAULT_FILES, DEFAULT_JWT_SVID_FILE, type VolumeSpec } from '../volume/volume-spec.js';
+import { jwtSvidFilesOf } from '../volume/volume-state.js';
 import { CsiError } from './errors.js';
 
 /*
@@ -256,19 +263,29 @@ function buildSpec(
         `set ${attr('jwt-audiences')} (comma-separated) to get a JWT-SVID, or remove ${attr('jwt-svid-file')}`,
     );
   }
+  const several = jwtAudiences.length > 1;
+  if (attributes['jwt-svid-file'] !== undefined && several) {
+    throw invalid(
+      `volume attribute ${attr('jwt-svid-file')} is set but ${attr('jwt-audiences')} lists ${jwtAudiences.length} audiences, ` +
+        `and each audience gets its own token in ${JWT_SVID_AUDIENCE_FILE_PREFIX}<audience>${JWT_SVID_AUDIENCE_FILE_SUFFIX}, ` +
+        `so one file name is ambiguous; remove ${attr('jwt-svid-file')}, or list a single audience`,
+    );
+  }
   const files = {
-    svid: fileName('svid-file', attributes, DEFAULT_FILES.svid),
-    key: fileName('key-file', attributes, DEFAULT_FILES.key),
-    bundle: fileName('bundle-file', attributes, DEFAULT_FILES.bundle),
+    svid: fileName('svid-file', attributes, DEFAULT_FILES.svid, jwtAudiences),
+    key: fileName('key-file', attributes, DEFAULT_FILES.key, jwtAudiences),
+    bundle: fileName('bundle-file', attributes, DEFAULT_FILES.bundle, jwtAudiences),
   };
-  const jwtSvidFile = fileName('jwt-svid-file', attributes, DEFAULT_JWT_SVID_FILE);
+  const jwtSvidFile = fileName('jwt-svid-file', attributes, DEFAULT_JWT_SVID_FILE, jwtAudiences);
   const named: [SpireAttribute, string][] = [
     ['svid-file', files.svid],
     ['key-file', files.key],
     ['bundle-file', files.bundle],
   ];
-  if (jwtAudiences.length > 0) named.push(['jwt-svid-file', jwtSvidFile]);
+  // With several audiences jwt-svid-file is not written, so it cannot collide with anything.
+  if (jwtAudiences.length === 1) named.push(['jwt-svid-file', jwtSvidFile]);
   checkDistinct(named, attributes);
+  if (several) checkAudienceFileNames(jwtSvidFilesOf({ jwtAudiences, jwtSvidFile }));
 
   return {
     volumeId,
@@ -283,7 +300,7 @@ function buildSpec(
   };
 }
 
-function fileName(name: SpireAttribute, attributes: SpireAttributes, fallback: string): string {
+function fileName(name: SpireAttribute, attributes: SpireAttributes, fallback: string, jwtAudiences: readonly string[]): string {
   const value = attributes[name];
   if (value === undefined) return fallback;
   const field = `volume attribute ${attr(name)}`;
@@ -305,7 +322,41 @@ function fileName(name: SpireAttribute, attributes: SpireAttributes, fallback: s
         `<trust-domain>.spiffe-trust-bundle.pem and <trust-domain>.jwt-bundle.json; choose another name`,
     );
   }
+  checkJwtSvidFilePattern(name, value, field, jwtAudiences);
   return value;
+}
+
+/**
+ * `jwt-svid.<audience>.token` names are the per-audience tokens' (readers take any such file for
+ * that audience's token), so a user-chosen file may not take one. The one exception is
+ * jwt-svid-file naming its single audience's own file, which holds exactly that token.
+ */
+function checkJwtSvidFilePattern(name: SpireAttribute, value: string, field: string, jwtAudiences: readonly string[]): void {
+  const audience = audienceOfJwtSvidFileName(value);
+  if (audience === undefined) return;
+  if (name === 'jwt-svid-file' && jwtAudiences.length === 1 && jwtAudiences[0] === audience) return;
+  if (jwtAudiences.length > 1 && jwtAudiences.includes(audience)) {
+    throw invalid(
+      `${field} ${q(value)} names the file the JWT-SVID for audience ${q(audience)} of ${attr('jwt-audiences')} is written to; ` +
+        `choose another name for ${attr(name)}`,
+    );
+  }
+  throw invalid(
+    `${field} ${q(value)} is reserved: the driver writes one JWT-SVID per audience as ` +
+      `${JWT_SVID_AUDIENCE_FILE_PREFIX}<audience>${JWT_SVID_AUDIENCE_FILE_SUFFIX}; choose another name`,
+  );
+}
+
+/** Every per-audience token file must be a name the filesystem takes. */
+function checkAudienceFileNames(files: ReadonlyMap<string, string>): void {
+  for (const [audience, file] of files) {
+    if (Buffer.byteLength(file, 'utf8') > MAX_FILE_NAME_BYTES) {
+      throw invalid(
+        `volume attribute ${attr('jwt-audiences')} has the audience ${q(audience)}, whose token file name would be longer than ` +
+          `${MAX_FILE_NAME_BYTES} bytes (characters outside [A-Za-z0-9._-] take 3 bytes each in it); use a shorter audience`,
+      );
+    }
+  }
 }
 
 function checkDistinct(named: readonly [SpireAttribute, string][], attributes: SpireAttributes): void {

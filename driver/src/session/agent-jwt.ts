@@ -29,10 +29,10 @@ export function chooseJwtSvid(svids: readonly AgentJwtSvid[], spiffeId: string |
 /**
  * Structural checks before a token reaches a pod (the signature is the validator's job, against
  * the JWT bundle in the same payload): JWS compact form, an allowed `alg`, `sub` equal to the ID
- * the agent claims, every requested audience in `aud`, and an `exp` still in the future.
- * Messages name claims, never the token.
+ * the agent claims, `aud` exactly the one audience it was fetched for, and an `exp` still in the
+ * future. Messages name claims, never the token.
  */
-export function checkAgentJwtSvid(svid: AgentJwtSvid, audiences: readonly string[], now: Date): CheckedJwtSvid {
+export function checkAgentJwtSvid(svid: AgentJwtSvid, audience: string, now: Date): CheckedJwtSvid {
   let claimed: SpiffeId;
   try {
     claimed = SpiffeId.parse(svid.spiffeId);
@@ -56,9 +56,15 @@ export function checkAgentJwtSvid(svid: AgentJwtSvid, audiences: readonly string
   if (claims.sub !== claimed.toString()) {
     throw new AgentJwtError(`${what} has sub ${JSON.stringify(claims.sub)}, not the SPIFFE ID the agent labelled it with`);
   }
+  // Exactly the one audience: a token naming others too could be replayed by any of them to the
+  // rest, which is what fetching one token per audience prevents.
   const aud = typeof claims.aud === 'string' ? [claims.aud] : (claims.aud ?? []);
-  const missing = audiences.filter((audience) => !aud.includes(audience));
-  if (missing.length > 0) throw new AgentJwtError(`${what} lacks the requested audience(s) ${missing.join(', ')}`);
+  if (aud.length !== 1 || aud[0] !== audience) {
+    throw new AgentJwtError(
+      `${what} has aud ${JSON.stringify(aud).slice(0, 512)}, but it was fetched for exactly ${JSON.stringify([audience])}; ` +
+        'a token for other or more audiences is not written',
+    );
+  }
   if (typeof claims.exp !== 'number' || !Number.isFinite(claims.exp)) throw new AgentJwtError(`${what} has no exp claim`);
   const expiresAt = new Date(claims.exp * 1000);
   if (expiresAt.getTime() <= now.getTime()) throw new AgentJwtError(`${what} expired at ${expiresAt.toISOString()}`);

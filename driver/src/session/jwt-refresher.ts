@@ -13,6 +13,8 @@ const MIN_REFRESH_MS = 1_000;
 export const DEFAULT_JWT_RETRY: BackoffOptions = { initialMs: 1_000, maxMs: 30_000, jitter: 'decorrelated' };
 
 export interface JwtFailure {
+  /** The audience whose token this refresher keeps. */
+  readonly audience: string;
   /** What a publish timeout should report. */
   readonly problem: string;
   readonly agentError: AgentError | undefined;
@@ -24,7 +26,8 @@ export interface JwtFailure {
 export interface JwtRefresherOptions {
   readonly identity: IdentityBackend;
   readonly pod: PodReference;
-  readonly audiences: readonly string[];
+  /** The one audience every token is fetched for (and must carry alone). */
+  readonly audience: string;
   readonly spiffeId: string | null;
   readonly clock: Clock;
   /** Uniform [0, 1) for the refresh jitter and the retry backoff. */
@@ -51,9 +54,11 @@ export function jwtRefreshDelayMs(expiresAt: Date, now: Date, random: () => numb
 }
 
 /**
- * Keeps one volume's JWT-SVID fresh: fetches at start, then again before expiry; failures are
- * retried with capped, jittered backoff while the last good token stays in place. Time comes from
- * the injected clock, so tests drive refreshes without waiting.
+ * Keeps one volume's JWT-SVID for one audience fresh: fetches at start, then again before expiry;
+ * failures are retried with capped, jittered backoff while the last good token stays in place. A
+ * volume with several audiences runs one refresher per audience (each token is fetched for its
+ * audience alone) and combines their tokens. Time comes from the injected clock, so tests drive
+ * refreshes without waiting.
  */
 export class JwtRefresher {
   private readonly opts: JwtRefresherOptions;
@@ -84,12 +89,12 @@ export class JwtRefresher {
   private async fetch(): Promise<void> {
     this.timer = null;
     if (this.closed) return;
-    const { identity, pod, audiences } = this.opts;
+    const { identity, pod, audience } = this.opts;
     const controller = new AbortController();
     this.inFlight = controller;
     let outcome: { token: CheckedJwtSvid } | { problem: string; agentError?: AgentError; invalid: boolean };
     try {
-      const svids = await identity.fetchJwtSvids(pod, audiences, controller.signal);
+      const svids = await identity.fetchJwtSvids(pod, [audience], controller.signal);
       outcome = this.pick(svids);
     } catch (error) {
       outcome =
@@ -107,11 +112,11 @@ export class JwtRefresher {
     }
     const retryInMs = this.backoff.next();
     this.schedule(retryInMs);
-    this.opts.onFailure({ problem: outcome.problem, agentError: outcome.agentError, invalid: outcome.invalid, retryInMs });
+    this.opts.onFailure({ audience, problem: outcome.problem, agentError: outcome.agentError, invalid: outcome.invalid, retryInMs });
   }
 
   private pick(svids: Parameters<typeof chooseJwtSvid>[0]): { token: CheckedJwtSvid } | { problem: string; invalid: boolean } {
-    const { spiffeId, audiences } = this.opts;
+    const { spiffeId, audience } = this.opts;
     const chosen = chooseJwtSvid(svids, spiffeId);
     if (chosen === undefined) {
       const problem =
@@ -121,7 +126,7 @@ export class JwtRefresher {
       return { problem, invalid: false };
     }
     try {
-      return { token: checkAgentJwtSvid(chosen, audiences, this.opts.clock.now()) };
+      return { token: checkAgentJwtSvid(chosen, audience, this.opts.clock.now()) };
     } catch (error) {
       if (!(error instanceof AgentJwtError)) throw error;
       return { problem: error.message, invalid: true };

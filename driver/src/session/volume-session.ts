@@ -7,7 +7,7 @@ import type { CheckedJwtSvid } from './agent-jwt.js';
 import { AgentSvidError, chooseSvid } from './agent-svid.js';
 import type { ConcurrencyLimiter } from '../concurrency/concurrency-limiter.js';
 import { JwtRefresher, type JwtFailure } from './jwt-refresher.js';
-import type { VolumeJwtState, VolumeState } from '../volume/volume-state.js';
+import type { VolumeJwtState, VolumeJwtToken, VolumeState } from '../volume/volume-state.js';
 import { TargetUnsafeError } from '../storage/volume-files.js';
 import { SvidValidationCache, type ValidatedSvid } from './svid-validation-cache.js';
 import type { VolumeEvents } from '../volume/volume-events.js';
@@ -63,9 +63,10 @@ export class SessionClosedError extends Error {
 
 /**
  * The live identity of one volume: its SVID stream and the shared bundle stream in (plus, when
- * JWT audiences are asked for, a refreshed JWT-SVID and the shared JWT bundle stream), validated
- * consistent states out to the sinks. Updates are coalesced and delivered one at a time; anything
- * unusable keeps the last good state in place.
+ * JWT audiences are asked for, one refreshed JWT-SVID per audience and the shared JWT bundle
+ * stream), validated consistent states out to the sinks. Updates are coalesced and delivered one
+ * at a time; anything unusable keeps the last good state in place. Every state carries a token for
+ * every audience, so a refresh of any one writes a generation holding all of them.
  */
 export class VolumeSession {
   readonly spec: VolumeSpec;
@@ -79,11 +80,12 @@ export class VolumeSession {
   private subscription: Subscription | undefined;
   private unwatchBundles: (() => void) | undefined;
   private readonly jwtRequested: boolean;
-  private jwtToken: CheckedJwtSvid | undefined;
+  /** The latest usable token of each audience; publishing waits until every audience has one. */
+  private readonly jwtTokens = new Map<string, CheckedJwtSvid>();
+  /** The last failed attempt of each audience, cleared by its next token. */
+  private readonly jwtFailures = new Map<string, JwtFailure>();
   private jwtBundles: JwtBundleUpdate | undefined;
-  private jwtError: AgentError | undefined;
-  private jwtProblem = 'waiting for the first JWT-SVID from the SPIRE agent';
-  private refresher: JwtRefresher | undefined;
+  private readonly refreshers: JwtRefresher[] = [];
   private unwatchJwtBundles: (() => void) | undefined;
   private dirty = false;
   private flushing: Promise<void> = Promise.resolve();
@@ -114,7 +116,9 @@ export class VolumeSession {
 
   diagnosis(): SessionDiagnosis {
     if (this.x509Ready && this.jwtRequested && this.delivered === undefined) {
-      return { problem: this.problem, agentError: this.jwtError, waitingFor: 'JWT-SVID' };
+      const missing = this.firstAudienceWithoutToken();
+      const agentError = missing === undefined ? undefined : this.jwtFailures.get(missing)?.agentError;
+      return { problem: this.problem, agentError, waitingFor: 'JWT-SVID' };
     }
     return { problem: this.problem, agentError: this.agentError, waitingFor: 'X.509-SVID' };
   }
@@ -146,34 +150,55 @@ export class VolumeSession {
       this.jwtBundles = bundles;
       this.schedule();
     });
-    this.refresher = new JwtRefresher({
-      identity,
-      pod: this.spec.pod,
-      audiences: this.spec.jwtAudiences,
-      spiffeId: this.spec.spiffeId,
-      clock: this.deps.clock,
-      random: this.deps.random ?? Math.random,
-      retry: this.deps.jwtRetry,
-      onToken: (token) => {
-        this.jwtToken = token;
-        this.jwtError = undefined;
-        this.schedule();
-      },
-      onFailure: (failure) => this.onJwtFailure(failure),
-    });
-    this.refresher.start();
+    // One refresher per audience, each fetching for its audience alone: a token for several
+    // audiences could be replayed by any of them to the others.
+    for (const audience of this.spec.jwtAudiences) {
+      const refresher = new JwtRefresher({
+        identity,
+        pod: this.spec.pod,
+        audience,
+        spiffeId: this.spec.spiffeId,
+        clock: this.deps.clock,
+        random: this.deps.random ?? Math.random,
+        retry: this.deps.jwtRetry,
+        onToken: (token) => {
+          this.jwtTokens.set(audience, token);
+          this.jwtFailures.delete(audience);
+          this.schedule();
+        },
+        onFailure: (failure) => this.onJwtFailure(failure),
+      });
+      this.refreshers.push(refresher);
+      refresher.start();
+    }
   }
 
   private onJwtFailure(failure: JwtFailure): void {
     const { logger, events } = this.deps;
-    this.jwtError = failure.agentError;
-    this.jwtProblem = failure.problem;
-    if (!this.ready && this.x509Ready) this.problem = failure.problem;
+    this.jwtFailures.set(failure.audience, failure);
+    // A publish timeout reports the first audience still without a token, as diagnosis() does.
+    if (!this.ready && this.x509Ready) this.problem = this.jwtProblem(this.firstAudienceWithoutToken() ?? failure.audience);
     if (failure.invalid) events.emitError('invalid-svid', this.spec.volumeId);
     else if (failure.agentError !== undefined) events.emitError('agent-error', this.spec.volumeId);
-    const fields = { reason: failure.problem, retryInMs: failure.retryInMs, jwtExpiresAt: this.jwtToken?.expiresAt.toISOString() };
-    if (this.jwtToken !== undefined) logger.warn(fields, 'JWT-SVID refresh failed; keeping the current token');
+    const current = this.jwtTokens.get(failure.audience);
+    const fields = {
+      audience: failure.audience,
+      reason: failure.problem,
+      retryInMs: failure.retryInMs,
+      jwtExpiresAt: current?.expiresAt.toISOString(),
+    };
+    if (current !== undefined) logger.warn(fields, 'JWT-SVID refresh failed; keeping the current token');
     else logger.info(fields, 'no usable JWT-SVID yet; retrying');
+  }
+
+  private firstAudienceWithoutToken(): string | undefined {
+    return this.spec.jwtAudiences.find((audience) => !this.jwtTokens.has(audience));
+  }
+
+  /** Why `audience` has no usable token, for a publish timeout (named when there are several). */
+  private jwtProblem(audience: string): string {
+    const problem = this.jwtFailures.get(audience)?.problem ?? 'waiting for the first JWT-SVID from the SPIRE agent';
+    return this.spec.jwtAudiences.length > 1 ? `audience ${JSON.stringify(audience)}: ${problem}` : problem;
   }
 
   /** Resolves after the first successful delivery; rejects on timeout, abort or close. */
@@ -211,7 +236,7 @@ export class VolumeSession {
     this.deps.clock.clearTimeout(this.retryTimer);
     this.subscription?.close();
     this.unwatchBundles?.();
-    this.refresher?.close();
+    for (const refresher of this.refreshers) refresher.close();
     this.unwatchJwtBundles?.();
     for (const waiter of [...this.waiters]) waiter.reject(new SessionClosedError(this.spec.volumeId));
     // The files stay for the running pod; unpublish removes the mount.
@@ -315,18 +340,40 @@ export class VolumeSession {
       spiffeId: chosen.spiffeId,
       notAfter: parsed.notAfter.toISOString(),
       federatesWith,
-      ...(jwt === undefined ? {} : { jwtAudiences: jwt.audiences, jwtExpiresAt: jwt.expiresAt.toISOString() }),
+      ...(jwt === undefined
+        ? {}
+        : { jwtAudiences: jwt.tokens.map((t) => t.audience), jwtExpiresAt: earliestExpiry(jwt).toISOString() }),
     };
     logger.info(facts, initial ? 'identity published' : rotated ? 'identity updated' : 'JWT-SVID refreshed');
     if (rotated) this.deps.events.emit('rotated', { volumeId: this.spec.volumeId, spiffeId: chosen.spiffeId, notAfter: parsed.notAfter, initial });
     for (const waiter of [...this.waiters]) waiter.resolve();
   }
 
-  /** The JWT part of the next state, or undefined (with `problem` set) while it is not publishable. */
+  /**
+   * The JWT part of the next state, or undefined (with `problem` set) while it is not publishable:
+   * every audience needs a token, so the files of one generation always belong together.
+   */
   private jwtState(federated: readonly string[]): VolumeJwtState | undefined {
-    const token = this.jwtToken;
-    if (token === undefined) {
-      this.problem = this.jwtProblem;
+    const tokens: VolumeJwtToken[] = [];
+    let first: CheckedJwtSvid | undefined;
+    for (const audience of this.spec.jwtAudiences) {
+      const checked = this.jwtTokens.get(audience);
+      if (checked === undefined) {
+        this.problem = this.jwtProblem(audience);
+        return undefined;
+      }
+      first ??= checked;
+      tokens.push({ audience, token: checked.svid.token, spiffeId: checked.svid.spiffeId, expiresAt: checked.expiresAt });
+    }
+    if (first === undefined) return undefined;
+    // Without csi.spire.io/spiffe-id each fetch takes the agent's first JWT-SVID; identity.json
+    // names one SPIFFE ID, so tokens of different IDs wait until the refreshes agree again.
+    const ids = [...new Set(tokens.map((t) => t.spiffeId))];
+    if (ids.length > 1) {
+      this.problem =
+        `the JWT-SVIDs of the audiences are for different SPIFFE IDs (${ids.join(', ')}); ` +
+        'set the volume attribute csi.spire.io/spiffe-id to choose one';
+      if (this.delivered !== undefined) this.deps.logger.warn({ reason: this.problem }, 'JWT-SVIDs disagree; keeping the current files');
       return undefined;
     }
     const all = this.jwtBundles;
@@ -334,7 +381,7 @@ export class VolumeSession {
       this.problem = 'waiting for the JWT bundles from the SPIRE agent';
       return undefined;
     }
-    const own = token.spiffeId.trustDomain.name;
+    const own = first.spiffeId.trustDomain.name;
     const bundles = new Map<string, Buffer>();
     // Every JWKS was checked where it entered (identity/); here only the domains this volume may use are picked.
     for (const td of [own, ...federated]) {
@@ -345,7 +392,7 @@ export class VolumeSession {
       this.problem = `no JWT bundle for ${own} yet`;
       return undefined;
     }
-    return { token: token.svid.token, spiffeId: token.svid.spiffeId, expiresAt: token.expiresAt, audiences: this.spec.jwtAudiences, bundles };
+    return { tokens, bundles };
   }
 
   private scheduleRetry(): void {
@@ -363,11 +410,18 @@ function jwtFingerprintOf(jwt: VolumeJwtState): string {
     const bytes = typeof data === 'string' ? Buffer.from(data) : data;
     hash.update(`${bytes.length}:`).update(bytes);
   };
-  field(jwt.token);
-  for (const audience of jwt.audiences) field(audience);
+  for (const { audience, token } of jwt.tokens) {
+    field(audience);
+    field(token);
+  }
   for (const [td, jwks] of jwt.bundles) {
     field(td);
     field(jwks);
   }
   return hash.digest('hex');
+}
+
+/** identity.json's and the logs' `jwtExpiresAt`: the token that runs out first. */
+function earliestExpiry(jwt: VolumeJwtState): Date {
+  return new Date(Math.min(...jwt.tokens.map((t) => t.expiresAt.getTime())));
 }

@@ -4,7 +4,7 @@ import { CREDENTIAL_BUNDLE_FILE, IDENTITY_FILE, jwtBundleFileName, trustBundleFi
 import type { AgentX509Svid, BundleUpdate } from '../identity/identity-backend.js';
 import type { PayloadFile } from './atomic-writer.js';
 import type { PemMemo } from './pem-memo.js';
-import type { VolumeJwtState } from '../volume/volume-state.js';
+import { jwtSvidFilesOf, type VolumeJwtState } from '../volume/volume-state.js';
 import type { VolumeSpec } from '../volume/volume-spec.js';
 
 /** Key material: owner-only, or group-readable by the pod's fsGroup (the files are root:fsGroup). */
@@ -21,7 +21,7 @@ export interface PayloadInput {
   readonly bundles: BundleUpdate;
   /** Trust domains the SVID federates with, as `td` or `spiffe://td`. */
   readonly federatesWith: readonly string[];
-  /** The JWT-SVID and JWT bundles, when the volume asks for audiences. */
+  /** The JWT-SVIDs (one per audience) and JWT bundles, when the volume asks for audiences. */
   readonly jwt?: VolumeJwtState;
   readonly now: Date;
   /**
@@ -46,7 +46,10 @@ export interface IdentityFacts {
   /** JWT facts, only when the volume asks for JWT audiences; never the token. */
   readonly jwtSpiffeId?: string;
   readonly jwtAudiences?: readonly string[];
+  /** The earliest `exp` of the volume's tokens. */
   readonly jwtExpiresAt?: string;
+  /** Audience to the file holding its token. */
+  readonly jwtSvidFiles?: Readonly<Record<string, string>>;
   /** Trust domains that got a JWT bundle file, own first. */
   readonly jwtTrustDomains?: readonly string[];
 }
@@ -107,7 +110,7 @@ export function buildPayload(input: PayloadInput): BuiltPayload {
   const splitBundle = spec.bundleIncludeFederated ? Buffer.concat([ownTd, ...federated].map(bundlePem)) : bundlePem(ownTd);
   add(spec.files.bundle, splitBundle, PUBLIC_MODE);
 
-  const jwtFacts = input.jwt === undefined ? {} : addJwtFiles(input.jwt, federatesWith, keyMode, spec.jwtSvidFile, add);
+  const jwtFacts = input.jwt === undefined ? {} : addJwtFiles(input.jwt, spec, federatesWith, keyMode, add);
 
   const leaf = input.parsed?.certificates[0] ?? new X509Certificate(svid.chainDer[0] as Buffer);
   const identity: IdentityFacts = {
@@ -142,29 +145,51 @@ export function sameIdentityFacts(existing: Buffer, wanted: Buffer): boolean {
 }
 
 /**
- * The token (key-like mode: it is a bearer credential) and one JWKS file per trust domain the pod
- * may talk to that has JWT keys: the token's own, which must be there, then federated ones.
+ * One token file per audience (key-like mode: each is a bearer credential; named by
+ * jwtSvidFilesOf) and one JWKS file per trust domain the pod may talk to that has JWT keys: the
+ * tokens' own, which must be there, then federated ones.
  */
 function addJwtFiles(
   jwt: VolumeJwtState,
+  spec: VolumeSpec,
   federatesWith: readonly string[],
   keyMode: number,
-  tokenFile: string,
   add: (name: string, data: string | Buffer, mode: number) => void,
-): Pick<IdentityFacts, 'jwtSpiffeId' | 'jwtAudiences' | 'jwtExpiresAt' | 'jwtTrustDomains'> {
-  const own = SpiffeId.parse(jwt.spiffeId).trustDomain.name;
-  if (jwt.token === '') throw new PayloadError(`the JWT-SVID for ${jwt.spiffeId} is empty`);
+): Pick<IdentityFacts, 'jwtSpiffeId' | 'jwtAudiences' | 'jwtExpiresAt' | 'jwtSvidFiles' | 'jwtTrustDomains'> {
+  const fileOf = jwtSvidFilesOf(spec);
+  const audiences = jwt.tokens.map((t) => t.audience);
+  // A file per audience the volume asks for, each holding that audience's token, or nothing.
+  if (audiences.length !== spec.jwtAudiences.length || audiences.some((audience, i) => audience !== spec.jwtAudiences[i])) {
+    throw new PayloadError(
+      `the JWT-SVIDs are for audiences ${JSON.stringify(audiences)}, but the volume asks for ${JSON.stringify(spec.jwtAudiences)}`,
+    );
+  }
+  const [first] = jwt.tokens;
+  if (first === undefined) throw new PayloadError('no JWT-SVID for a volume that asks for JWT audiences');
+  const spiffeId = first.spiffeId;
+  if (jwt.tokens.some((t) => t.spiffeId !== spiffeId)) {
+    throw new PayloadError(`the JWT-SVIDs are for different SPIFFE IDs (${[...new Set(jwt.tokens.map((t) => t.spiffeId))].join(', ')})`);
+  }
+  const own = SpiffeId.parse(spiffeId).trustDomain.name;
   if (!jwt.bundles.has(own)) throw new PayloadError(`no JWT bundle for ${own}`);
   const domains = [own, ...federatesWith.filter((td) => td !== own && jwt.bundles.has(td))];
-  add(tokenFile, jwt.token, keyMode);
+  const files: [string, string][] = [];
+  for (const { audience, token } of jwt.tokens) {
+    if (token === '') throw new PayloadError(`the JWT-SVID for ${spiffeId} and audience ${JSON.stringify(audience)} is empty`);
+    const file = fileOf.get(audience) as string;
+    add(file, token, keyMode);
+    files.push([audience, file]);
+  }
   for (const td of domains) {
     // JWKS documents were checked where they entered (identity/); the bytes go out unchanged.
     add(jwtBundleFileName(td), jwt.bundles.get(td) as Buffer, PUBLIC_MODE);
   }
   return {
-    jwtSpiffeId: jwt.spiffeId,
-    jwtAudiences: [...jwt.audiences],
-    jwtExpiresAt: jwt.expiresAt.toISOString(),
+    jwtSpiffeId: spiffeId,
+    jwtAudiences: audiences,
+    jwtExpiresAt: new Date(Math.min(...jwt.tokens.map((t) => t.expiresAt.getTime()))).toISOString(),
+    // fromEntries defines own properties, so an audience such as "__proto__" is just a key.
+    jwtSvidFiles: Object.fromEntries(files),
     jwtTrustDomains: domains,
   };
 }

@@ -1,4 +1,5 @@
 import type { X509Svid } from '@spire-csi/sdk';
+import { jwtSvidFileName } from '@spire-csi/sdk/layout';
 import type { AgentX509Svid, BundleUpdate, JwtBundleUpdate } from '../identity/identity-backend.js';
 import type { VolumeSpec } from './volume-spec.js';
 
@@ -20,14 +21,32 @@ export interface VolumeState {
   readonly updatedAt: Date;
 }
 
-/** The volume's current JWT-SVID and the JWT bundles to validate tokens with. */
-export interface VolumeJwtState {
+/** One JWT-SVID, fetched for one audience alone (its `aud` is exactly that audience). */
+export interface VolumeJwtToken {
+  readonly audience: string;
   /** A bearer credential: never logged. */
   readonly token: string;
   readonly spiffeId: string;
   /** The token's `exp`. */
   readonly expiresAt: Date;
-  readonly audiences: readonly string[];
+}
+
+/** The volume's current JWT-SVIDs, one per audience, and the JWT bundles to validate tokens with. */
+export interface VolumeJwtState {
+  /** One per audience of the spec, in the spec's order: a payload is written only with all of them. */
+  readonly tokens: readonly VolumeJwtToken[];
   /** Trust domain name to JWKS bytes as received; already checked to be JWKS documents. */
   readonly bundles: JwtBundleUpdate;
+}
+
+/**
+ * Audience to the file its token is written to. One audience: `jwt-svid-file` (default
+ * `jwt-svid.token`), as before per-audience files existed. Several: `jwt-svid.<encoded audience>.token`
+ * each, and `jwt-svid-file` is not used (validation refuses it being set; an older record may
+ * still carry one). Empty without audiences.
+ */
+export function jwtSvidFilesOf(spec: Pick<VolumeSpec, 'jwtAudiences' | 'jwtSvidFile'>): ReadonlyMap<string, string> {
+  const [only] = spec.jwtAudiences;
+  if (spec.jwtAudiences.length === 1 && only !== undefined) return new Map([[only, spec.jwtSvidFile]]);
+  return new Map(spec.jwtAudiences.map((audience) => [audience, jwtSvidFileName(audience)]));
 }

@@ -14,7 +14,7 @@ import { DelegatedBackend } from './identity/delegated/delegated-backend.js';
 import { DelegatedIdentityClient } from './identity/delegated/delegated-identity-client.js';
 import type { IdentityBackend } from './identity/identity-backend.js';
 import { LinuxMounter, type Mounter } from './mount/mounter.js';
-import { VolumeManager } from './manager/volume-manager.js';
+import { VolumeManager, type ResumeSummary } from './manager/volume-manager.js';
 import { VolumeStore } from './metadata/volume-store.js';
 
 export interface DriverDependencies {
@@ -34,6 +34,8 @@ export interface RunningDriver {
   readonly manager: VolumeManager;
   readonly identity: IdentityBackend;
   readonly server: CsiServer;
+  /** Resolves when every recorded volume has been resumed (the socket serves before that). */
+  readonly resumed: Promise<ResumeSummary>;
   /** The bound host:port of /metrics, /healthz and /readyz; null when disabled. */
   readonly metricsAddress: string | null;
   /** SIGTERM semantics: stop serving, close agent streams, leave mounts and files for running pods. */
@@ -41,12 +43,10 @@ export interface RunningDriver {
 }
 
 /**
- * Wires the components in the order a restart needs: recorded volumes are resumed (remounted and
- * resubscribed) before kubelet can reach the CSI socket, so a re-sent publish finds its volume.
- * Resume only starts each session (it does not wait for the agent's answers, and a session
- * whose files are unchanged rewrites nothing), so this costs about a millisecond per volume
- * (1,000 volumes: ~1 s); serving earlier would let an unpublish or a shutdown race a resume
- * still to come, and Probe/readyz would need a third state, for little gain.
+ * Wires the components in the order a restart needs: the records are listed and every recorded
+ * volume's lock is claimed for its resume before kubelet can reach the CSI socket, then the socket
+ * serves while the resumes run. A publish or unpublish of a volume still to resume waits for that
+ * volume's resume alone (never racing it); Probe and /readyz say "resuming" until all are done.
  */
 export async function startDriver(config: DriverConfig, deps: DriverDependencies): Promise<RunningDriver> {
   const { logger } = deps;
@@ -85,15 +85,18 @@ export async function startDriver(config: DriverConfig, deps: DriverDependencies
   // Open the shared bundle stream now: Probe reports agent connectivity even before any volume exists.
   identity.start();
 
-  const summary = await manager.resumeAll();
-  logger.info({ ...summary }, 'recorded volumes resumed');
+  const resume = await manager.beginResume();
+  const resumed = resume.done.then((summary) => {
+    logger.info({ ...summary }, 'recorded volumes resumed');
+    return summary;
+  });
 
   const node = new NodeService({ nodeId: config.nodeId, kubeletRoot: config.kubeletRoot, publisher: manager });
   const server = await startCsiServer({
     endpoint: `unix://${config.csiSocketPath}`,
     protos,
     logger: childLogger(logger, { component: 'csi' }),
-    identity: new IdentityService({ name: config.pluginName, isReady: () => identity.connected }),
+    identity: new IdentityService({ name: config.pluginName, isReady: () => identity.connected && !manager.resuming }),
     node: metrics === null ? node : instrumentNode(node, metrics),
   });
   let csiSocket: string | null = server.socketPath;
@@ -119,7 +122,8 @@ export async function startDriver(config: DriverConfig, deps: DriverDependencies
       metricsServer = await startMetricsServer({
         address: config.metricsAddress,
         registry: metrics.registry,
-        isReady: () => driverReadiness({ csiSocket, agentConnected: identity.connected, adminSocket }),
+        isReady: () =>
+          driverReadiness({ csiSocket, agentConnected: identity.connected, adminSocket, resuming: manager.resuming }),
         logger: childLogger(logger, { component: 'metrics' }),
       });
     } catch (err) {
@@ -133,5 +137,5 @@ export async function startDriver(config: DriverConfig, deps: DriverDependencies
     'spire-csi driver serving',
   );
 
-  return { manager, identity, server, metricsAddress: metricsServer?.address ?? null, stop };
+  return { manager, identity, server, resumed, metricsAddress: metricsServer?.address ?? null, stop };
 }

@@ -297,6 +297,10 @@ describe('driver readiness', () => {
       ready: false,
       reason: `agent unreachable at ${ADMIN_SOCKET}`,
     });
+    expect(driverReadiness({ csiSocket: '/csi/csi.sock', agentConnected: true, adminSocket: ADMIN_SOCKET, resuming: true })).toEqual({
+      ready: false,
+      reason: 'resuming recorded volumes',
+    });
     expect(driverReadiness({ csiSocket: '/csi/csi.sock', agentConnected: true, adminSocket: ADMIN_SOCKET })).toEqual({ ready: true });
   });
 });

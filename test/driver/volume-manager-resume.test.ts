@@ -36,6 +36,38 @@ describe.skipIf(!isRoot)('VolumeManager restart', () => {
     expect(await h.store.get(spec.volumeId)).toBeDefined();
   });
 
+  it('serves requests while resuming: an unpublish of a volume still to resume waits for that resume alone, never racing it', async () => {
+    const specs = await publishedThenStopped(3);
+    const second = h.manager({ resumeConcurrency: 1 });
+    const resume = await second.beginResume();
+    // The lock of every recorded volume is claimed before beginResume returns.
+    expect(second.resuming).toBe(true);
+    const last = specs[2]!;
+    // The last volume is still queued behind the others; its unpublish moves it to the front and
+    // runs after it, so the resume cannot bring the volume back afterwards.
+    await second.unpublish(last.volumeId, last.targetPath);
+    expect(await h.store.get(last.volumeId)).toBeUndefined();
+    expect(await present(last.targetPath)).toBe(false);
+    const summary = await resume.done;
+    expect(second.resuming).toBe(false);
+    expect(summary).toMatchObject({ failed: 0, corrupt: 0 });
+    expect(summary.resumed + summary.removed).toBe(3);
+    expect(second.volumeCount).toBe(2);
+    expect(await present(last.targetPath)).toBe(false);
+    expect(await h.mountIds(last.targetPath)).toEqual([]);
+  });
+
+  it('a shutdown during the resume skips what has not started and leaves no session running', async () => {
+    await publishedThenStopped(3);
+    const second = h.manager({ resumeConcurrency: 1 });
+    const resume = await second.beginResume();
+    await second.shutdown();
+    await resume.done;
+    expect(second.resuming).toBe(false);
+    expect(second.volumeCount).toBe(0);
+    expect(h.identity.openStreams).toHaveLength(0);
+  });
+
   it('refuses new publishes after shutdown', async () => {
     const manager = h.manager();
     await manager.shutdown();

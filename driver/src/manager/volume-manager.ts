@@ -58,6 +58,14 @@ export interface VolumeManagerOptions {
   readonly jwtRetry?: BackoffOptions;
 }
 
+type ResumeOutcome = 'resumed' | 'removed' | 'failed' | 'corrupt' | 'skipped';
+
+interface PendingResume {
+  /** Lets the resume start now (idempotent). */
+  readonly kick: () => void;
+  readonly outcome: Promise<ResumeOutcome>;
+}
+
 export interface ResumeSummary {
   readonly resumed: number;
   readonly removed: number;
@@ -76,6 +84,7 @@ export class VolumeManager implements VolumePublisher {
   private readonly clock: Clock;
   private readonly mutex = new KeyedMutex();
   private readonly sessions = new Map<string, VolumeSession>();
+  private readonly pendingResumes = new Map<string, PendingResume>();
   private readonly svidCache = new SvidValidationCache();
   private readonly pem = new PemMemo();
   private readonly writeSlots: ConcurrencyLimiter;
@@ -118,6 +127,7 @@ export class VolumeManager implements VolumePublisher {
 
   async publish(spec: VolumeSpec, signal?: AbortSignal): Promise<void> {
     const started = performance.now();
+    this.pendingResumes.get(spec.volumeId)?.kick();
     await this.mutex.run(spec.volumeId, () => this.publishLocked(spec, signal)).catch((err: unknown) => {
       throw asManagerError(err, `publishing volume ${spec.volumeId}`);
     });
@@ -161,6 +171,7 @@ export class VolumeManager implements VolumePublisher {
   }
 
   async unpublish(volumeId: string, targetPath: string): Promise<void> {
+    this.pendingResumes.get(volumeId)?.kick();
     await this.mutex.run(volumeId, async () => {
       const log = childLogger(this.logger, { volumeId });
       const record = await this.readRecord(volumeId, log);
@@ -187,49 +198,97 @@ export class VolumeManager implements VolumePublisher {
     });
   }
 
-  /** Picks up every recorded volume after a restart; records of pods that are gone are dropped. */
+  /** Picks up every recorded volume after a restart and resolves when all are done. */
   async resumeAll(): Promise<ResumeSummary> {
+    return (await this.beginResume()).done;
+  }
+
+  /**
+   * Lists the records and claims each volume's lock for its resume, then returns: the CSI socket
+   * can serve from here on. A publish or unpublish of a volume still waiting to resume queues
+   * behind that volume's resume alone (and moves it to the front), so an unpublish never races
+   * its own resume; other volumes are not held up. `done` resolves when every record is handled.
+   */
+  async beginResume(): Promise<{ readonly done: Promise<ResumeSummary> }> {
     const listing = await this.internal('listing volume records', () => this.opts.store.list());
     for (const bad of listing.corrupt) {
       this.logger.error({ file: bad.file, reason: bad.reason }, 'skipping an unreadable volume record');
       this.events.emitError('corrupt-record');
     }
-    const trusted = await this.trustedRecords(listing.records);
-    const outcomes = await mapConcurrent(trusted, this.opts.resumeConcurrency ?? DEFAULT_RESUME_CONCURRENCY, (record) =>
-      this.mutex.run(record.spec.volumeId, () => this.resumeOne(record)).catch((err: unknown) => {
-        this.events.emitError('resume-failed', record.spec.volumeId);
-        this.volumeLogger(record.spec).error({ reason: (err as Error).message }, 'resuming the volume failed');
-        return 'failed' as const;
-      }),
-    );
-    const count = (what: string): number => outcomes.filter((o) => o === what).length;
-    const corrupt = listing.corrupt.length + listing.records.length - trusted.length;
-    const summary = { resumed: count('resumed'), removed: count('removed'), failed: count('failed'), corrupt };
-    this.logger.info(summary, 'volumes resumed');
-    return summary;
+    const pending = listing.records.map((record) => this.queueResume(record));
+    const limit = this.opts.resumeConcurrency ?? DEFAULT_RESUME_CONCURRENCY;
+    const done = (async (): Promise<ResumeSummary> => {
+      // Workers start the queued resumes in record order; one already started (kicked by a
+      // request for its volume) is simply waited for.
+      const outcomes = await mapConcurrent(pending, limit, (item) => {
+        item.kick();
+        return item.outcome;
+      });
+      const count = (what: ResumeOutcome): number => outcomes.filter((o) => o === what).length;
+      const summary: ResumeSummary = {
+        resumed: count('resumed'),
+        removed: count('removed'),
+        failed: count('failed'),
+        corrupt: listing.corrupt.length + count('corrupt'),
+      };
+      this.logger.info(summary, 'volumes resumed');
+      return summary;
+    })();
+    return { done };
   }
 
-  /** The records that pass the same checks as a publish request; the others are reported and left alone. */
-  private async trustedRecords(records: readonly VolumeRecord[]): Promise<VolumeRecord[]> {
+  /** True while recorded volumes are still being resumed (Probe and /readyz say so). */
+  get resuming(): boolean {
+    return this.pendingResumes.size > 0;
+  }
+
+  private queueResume(record: VolumeRecord): PendingResume {
+    const volumeId = record.spec.volumeId;
+    let kick!: () => void;
+    const kicked = new Promise<void>((resolve) => {
+      kick = resolve;
+    });
+    // mutex.run claims the volume's lock now, synchronously: requests arriving later queue behind.
+    const outcome = this.mutex
+      .run(volumeId, async (): Promise<ResumeOutcome> => {
+        await kicked;
+        return this.resumeChecked(record);
+      })
+      .catch((err: unknown): ResumeOutcome => {
+        this.events.emitError('resume-failed', volumeId);
+        this.volumeLogger(record.spec).error({ reason: (err as Error).message }, 'resuming the volume failed');
+        return 'failed';
+      })
+      .finally(() => this.pendingResumes.delete(volumeId));
+    const item = { kick, outcome };
+    this.pendingResumes.set(volumeId, item);
+    return item;
+  }
+
+  /** A record that fails the publish checks is reported and left alone; nothing starts after shutdown. */
+  private async resumeChecked(record: VolumeRecord): Promise<ResumeOutcome> {
     const check = this.opts.checkRecord;
-    if (check === undefined) return [...records];
-    const verdicts = await mapConcurrent(records, this.opts.resumeConcurrency ?? DEFAULT_RESUME_CONCURRENCY, (record) =>
-      check(record.spec).then(
-        () => true,
-        (err: unknown) => {
-          // Only the volume id is named: the record's other fields are what is not trusted.
-          this.logger.error({ volumeId: record.spec.volumeId, reason: (err as Error).message }, 'skipping a volume record that fails the publish checks');
-          this.events.emitError('corrupt-record', record.spec.volumeId);
-          return false;
-        },
-      ),
-    );
-    return records.filter((_, i) => verdicts[i]);
+    if (check !== undefined) {
+      try {
+        await check(record.spec);
+      } catch (err) {
+        // Only the volume id is named: the record's other fields are what is not trusted.
+        this.logger.error({ volumeId: record.spec.volumeId, reason: (err as Error).message }, 'skipping a volume record that fails the publish checks');
+        this.events.emitError('corrupt-record', record.spec.volumeId);
+        return 'corrupt';
+      }
+    }
+    if (this.stopped) return 'skipped';
+    return this.resumeOne(record);
   }
 
   /** Stops every stream; mounts, files and records stay for the running pods and the next start. */
   async shutdown(): Promise<void> {
     this.stopped = true;
+    // Resumes not started yet finish at once (skipped); the ones under way end before sessions close.
+    const resumes = [...this.pendingResumes.values()];
+    for (const item of resumes) item.kick();
+    await Promise.all(resumes.map((item) => item.outcome));
     const sessions = [...this.sessions.values()];
     this.sessions.clear();
     await Promise.all(sessions.map((session) => session.close()));
@@ -252,6 +311,7 @@ export class VolumeManager implements VolumePublisher {
     } else {
       tmpfs = await this.adoptTmpfs(spec.targetPath);
     }
+    if (this.stopped) return 'resumed';
     this.startSession(spec, log, tmpfs);
     return 'resumed';
   }

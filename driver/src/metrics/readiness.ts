@@ -5,11 +5,14 @@ export interface DriverState {
   readonly csiSocket: string | null;
   readonly agentConnected: boolean;
   readonly adminSocket: string;
+  /** Recorded volumes are still being resumed after a restart. */
+  readonly resuming?: boolean;
 }
 
 /** Ready means kubelet can reach the driver and a publish could get an identity from the agent. */
 export function driverReadiness(state: DriverState): Readiness {
   if (state.csiSocket === null) return { ready: false, reason: 'CSI socket not served' };
   if (!state.agentConnected) return { ready: false, reason: `agent unreachable at ${state.adminSocket}` };
+  if (state.resuming === true) return { ready: false, reason: 'resuming recorded volumes' };
   return READY;
 }

@@ -7,7 +7,7 @@
 import { performance } from 'node:perf_hooks';
 import type { PublishedVolume } from '../test/helpers/kubelet-emulator.js';
 import { waitFor } from '../test/helpers/wait-for.js';
-import { createHarness, makePods, publishAll, spawnDriver, unpublishAll, type SpawnedDriver } from './lib/driver-env.js';
+import { createHarness, makePods, publishAll, REGISTRATION, spawnDriver, unpublishAll, type SpawnedDriver } from './lib/driver-env.js';
 import { printTargets, round, summarize, table, toMiB, writeResult, type Target } from './lib/report.js';
 import { SerialWatch, serialOf } from './lib/serial-watch.js';
 
@@ -41,29 +41,41 @@ async function memoryAt(driver: SpawnedDriver, volumes: number): Promise<MemoryP
   };
 }
 
-/** rotateNow(), then the time until every folder serves a new serial. */
+/** rotateNow(), then the time from the agent's push until every folder serves a new serial. */
 async function fanOut(
   h: Awaited<ReturnType<typeof createHarness>>,
   watch: SerialWatch,
   targets: readonly string[],
-): Promise<{ agentPushedMs: number; allLandedMs: number; settledMs: number; perFolderMs: ReturnType<typeof summarize> }> {
+): Promise<{ agentIssuedMs: number; agentWriteMs: number; allLandedMs: number; settledMs: number; perFolderMs: ReturnType<typeof summarize> }> {
   const old = await serialOf(targets[0]!);
   if (old === undefined) throw new Error('bench: no identity.json in the first volume');
   watch.arm(old);
-  const t0 = performance.now();
+  const called = performance.now();
+  const before = h.agent.lastSvidPush;
   await h.agent.rotateNow();
-  const agentPushedMs = performance.now() - t0;
+  const push = h.agent.lastSvidPush;
+  if (push === undefined || push === before) throw new Error('bench: the agent pushed no SVIDs');
+  // Timed from the agent's push (its first write after issuing every SVID): the dev agent mints
+  // 1,000 keys in seconds, which a SPIRE agent has done ahead of time; that is not the driver's.
+  const t0 = push.startedAt;
   await watch.waitAll(120_000);
   const times = [...watch.changedAt.values()].map((t) => t - t0);
   watch.close();
   await watch.waitSettled(120_000);
   const settledMs = performance.now() - t0;
-  return { agentPushedMs: round(agentPushedMs), allLandedMs: round(Math.max(...times)), settledMs: round(settledMs), perFolderMs: summarize(times) };
+  return {
+    agentIssuedMs: round(push.startedAt - called),
+    agentWriteMs: round(push.endedAt - push.startedAt),
+    allLandedMs: round(Math.max(...times)),
+    settledMs: round(settledMs),
+    perFolderMs: summarize(times),
+  };
 }
 
 async function main(): Promise<void> {
   const h = await createHarness();
-  const results: Record<string, unknown> = { volumes: VOLUMES };
+  const results: Record<string, unknown> = { volumes: VOLUMES, registration: REGISTRATION };
+  console.log(`registration: ${REGISTRATION} (${REGISTRATION === 'per-pod' ? 'one entry, SVID and key per pod' : 'one SVID shared by every volume'})`);
   let volumes: PublishedVolume[] = [];
   let driver: SpawnedDriver | undefined;
   try {
@@ -76,7 +88,7 @@ async function main(): Promise<void> {
       const missing = step - volumes.length;
       if (missing > 0) {
         const t0 = performance.now();
-        volumes.push(...(await publishAll(h.kubelet, makePods(missing), CONCURRENCY)));
+        volumes.push(...(await publishAll(h, makePods(missing), CONCURRENCY)));
         const seconds = (performance.now() - t0) / 1000;
         publishRates.push({ from: step - missing, to: step, seconds: round(seconds), perSecond: round(missing / seconds, 1) });
         console.log(`published ${step} volumes (${round(missing / seconds, 1)}/s at ${CONCURRENCY} concurrent)`);
@@ -99,9 +111,10 @@ async function main(): Promise<void> {
     results.fanOut = fan;
     results.fanOuts = fans;
     results.memoryAfterRotations = memoryAfterRotations;
-    table(`Rotation fan-out to ${VOLUMES} volumes (ms from rotateNow()), then driver memory (MiB)`, ['rotation', 'agent pushed', 'all landed', 'p50', 'p95', 'p99', 'writer done', 'RSS', 'heapUsed'], fans.map((f, i) => [
+    table(`Rotation fan-out to ${VOLUMES} volumes (ms from the agent's push; its issuance before that not counted), then driver memory (MiB)`, ['rotation', 'agent issuing', 'agent writing', 'all landed', 'p50', 'p95', 'p99', 'writer done', 'RSS', 'heapUsed'], fans.map((f, i) => [
       i + 1,
-      f.agentPushedMs,
+      f.agentIssuedMs,
+      f.agentWriteMs,
       f.allLandedMs,
       f.perFolderMs.p50,
       f.perFolderMs.p95,
@@ -175,7 +188,7 @@ async function main(): Promise<void> {
       { name: 'recovery incl. a rotation landing everywhere (ms)', target: '<= 5000', value: recovery.totalMs, met: recovery.totalMs <= 5000 },
     ];
     printTargets(targetsMet);
-    writeResult(VOLUMES === 1000 ? 'scale' : `scale-${VOLUMES}`, results, targetsMet);
+    writeResult(`scale${REGISTRATION === 'shared' ? '-shared' : ''}${VOLUMES === 1000 ? '' : `-${VOLUMES}`}`, results, targetsMet);
   } finally {
     await driver?.kill('SIGKILL');
     await h.cleanup();

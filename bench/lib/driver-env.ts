@@ -19,7 +19,7 @@ export { onAbort };
 
 export const WEB_ID = 'spiffe://example.org/ns/default/sa/web';
 
-/** One entry matching every pod of the namespace, as the benches ask for. */
+/** One entry matching every pod of the namespace: every volume shares one SVID and key (the flattering case). */
 export const MATCH_ALL: RegistrationEntry = {
   spiffeId: WEB_ID,
   selectors: [{ type: 'k8s', value: 'ns:default' }],
@@ -27,13 +27,47 @@ export const MATCH_ALL: RegistrationEntry = {
   hint: '',
 };
 
-export async function createHarness(): Promise<DriverHarness> {
+/**
+ * How the benches register workloads. `per-pod` (the default, what real clusters run): one entry
+ * per pod on `k8s:ns` + `k8s:pod-uid`, as spire-controller-manager registers them, so every volume
+ * gets its own SPIFFE ID, SVID and key. `shared`: MATCH_ALL, one SVID for every volume.
+ */
+export type Registration = 'per-pod' | 'shared';
+
+export const REGISTRATION: Registration = process.env.BENCH_REGISTRATION === 'shared' ? 'shared' : 'per-pod';
+
+/** The entry spire-controller-manager would write for a pod. */
+export function podEntry(pod: EmulatedPod): RegistrationEntry {
+  return {
+    spiffeId: `spiffe://example.org/ns/${pod.namespace}/pod/${pod.uid}`,
+    selectors: [
+      { type: 'k8s', value: `ns:${pod.namespace}` },
+      { type: 'k8s', value: `pod-uid:${pod.uid}` },
+    ],
+    federatesWith: [],
+    hint: '',
+  };
+}
+
+export async function createHarness(registration: Registration = REGISTRATION): Promise<DriverHarness> {
   const h = await DriverHarness.create({
-    registrations: { entries: [MATCH_ALL], federatedTrustDomains: [] },
+    registrations: { entries: registration === 'shared' ? [MATCH_ALL] : [], federatedTrustDomains: [] },
     publishTimeoutMs: 30_000,
   });
+  registrations.set(h, registration);
   onAbort(() => h.cleanup());
   return h;
+}
+
+const registrations = new WeakMap<DriverHarness, Registration>();
+const registered = new WeakMap<DriverHarness, RegistrationEntry[]>();
+
+/** With per-pod registration, adds the pods' entries to the agent (kept out of timed sections). */
+export async function registerPods(h: DriverHarness, pods: readonly EmulatedPod[]): Promise<void> {
+  if (registrations.get(h) === 'shared') return;
+  const entries = [...(registered.get(h) ?? []), ...pods.map(podEntry)];
+  registered.set(h, entries);
+  await h.agent.setRegistrations(entries);
 }
 
 export interface SpawnedDriver {
@@ -144,7 +178,9 @@ export async function prepare(kubelet: KubeletEmulator, pods: readonly EmulatedP
   );
 }
 
-export async function publishAll(kubelet: KubeletEmulator, pods: readonly EmulatedPod[], concurrency: number): Promise<PublishedVolume[]> {
+export async function publishAll(h: DriverHarness, pods: readonly EmulatedPod[], concurrency: number): Promise<PublishedVolume[]> {
+  const kubelet = h.kubelet;
+  await registerPods(h, pods);
   const volumes = await prepare(kubelet, pods);
   await mapLimit(pods, concurrency, (pod) => kubelet.publishRaw(kubelet.publishRequest(pod)));
   return volumes;

@@ -85,6 +85,11 @@ export class DevAgent {
     return this.hub.counts;
   }
 
+  /** Timing of the last push that sent X509-SVIDs (see StreamHub.lastSvidPush). */
+  get lastSvidPush(): StreamHub['lastSvidPush'] {
+    return this.hub.lastSvidPush;
+  }
+
   get jwtBundleStreamCount(): number {
     return this.hub.jwtBundleCount;
   }

@@ -46,7 +46,7 @@ export class SvidCache {
     this.generation++;
   }
 
-  /** Forgets entries no stream uses any more, so they stop driving rotations. */
+  /** Forgets entries that are no longer registered, so they stop driving rotations. */
   retainOnly(keys: ReadonlySet<string>): void {
     for (const key of this.items.keys()) if (!keys.has(key)) this.items.delete(key);
   }

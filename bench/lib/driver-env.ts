@@ -77,6 +77,8 @@ export interface SpawnedDriver {
   readonly lines: string[];
   /** Reads VmRSS / VmHWM of the process, in bytes. */
   rss(): Promise<{ rss: number; hwm: number }>;
+  /** CPU time (user + system) the process has used so far, in ms (from /proc/<pid>/stat). */
+  cpuMs(): Promise<number>;
   /** The driver's own heap after GC, through the preloaded heap probe. */
   heap(): Promise<NodeJS.MemoryUsage>;
   kill(signal?: NodeJS.Signals): Promise<void>;
@@ -94,7 +96,10 @@ export async function spawnDriver(h: DriverHarness): Promise<SpawnedDriver> {
   if (!existsSync(CLI_PATH)) throw new Error(`${CLI_PATH} is missing: run the bench through \`npm run bench\``);
   const heapFile = join(h.root, `heap-${Date.now()}.json`);
   const c = h.config;
-  const nodeArgs = ['--expose-gc', '--import', HEAP_PROBE];
+  // The image's node flags (deploy/Dockerfile ENTRYPOINT), so the bench runs what users run;
+  // BENCH_DRIVER_NODE_ARGS replaces them, to try a flag before making it the image's default.
+  const extraArgs = (process.env.BENCH_DRIVER_NODE_ARGS ?? (await imageNodeFlags()).join(' ')).split(' ').filter((a) => a !== '');
+  const nodeArgs = ['--expose-gc', ...extraArgs, '--import', HEAP_PROBE];
   const child = spawn(
     process.execPath,
     [
@@ -141,6 +146,13 @@ export async function spawnDriver(h: DriverHarness): Promise<SpawnedDriver> {
       const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
       return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
     },
+    async cpuMs() {
+      const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+      // Fields after the command name (which may hold spaces) start after the last ')'.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const ticks = Number(fields[11]) + Number(fields[12]);
+      return (ticks * 1000) / CLOCK_TICKS_PER_SECOND;
+    },
     async heap() {
       const before = existsSync(heapFile) ? (JSON.parse(await readFile(heapFile, 'utf8')) as { at: number }).at : 0;
       child.kill('SIGUSR2');
@@ -162,6 +174,18 @@ export async function spawnDriver(h: DriverHarness): Promise<SpawnedDriver> {
     },
   };
 }
+
+/** The `--` flags between `node` and the script in deploy/Dockerfile's ENTRYPOINT. */
+export async function imageNodeFlags(): Promise<string[]> {
+  const dockerfile = await readFile(join(process.cwd(), 'deploy', 'Dockerfile'), 'utf8');
+  const line = dockerfile.split('\n').find((l) => l.startsWith('ENTRYPOINT '));
+  if (line === undefined) throw new Error('bench: deploy/Dockerfile has no ENTRYPOINT');
+  const argv = JSON.parse(line.slice('ENTRYPOINT '.length)) as string[];
+  return argv.slice(1).filter((arg) => arg.startsWith('--'));
+}
+
+/** USER_HZ: Linux reports process CPU in these ticks; 100 on every mainstream architecture. */
+const CLOCK_TICKS_PER_SECOND = 100;
 
 export function makePods(count: number): EmulatedPod[] {
   return Array.from({ length: count }, () => KubeletEmulator.pod());

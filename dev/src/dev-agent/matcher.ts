@@ -15,7 +15,24 @@ export function matchEntries(
   selectors: readonly Selector[],
 ): RegistrationEntry[] {
   const have = new Set(selectors.map(selectorKey));
-  return entries.filter((entry) => entry.selectors.length > 0 && entry.selectors.every((s) => have.has(selectorKey(s))));
+  return entries.filter((entry) => {
+    const keys = selectorKeysOf(entry);
+    return keys.length > 0 && keys.every((key) => have.has(key));
+  });
+}
+
+// Entries are immutable once parsed, and one registration set is matched against every stream:
+// keys are computed once per entry, not once per stream and push.
+const selectorKeys = new WeakMap<RegistrationEntry, readonly string[]>();
+const entryKeys = new WeakMap<RegistrationEntry, string>();
+
+function selectorKeysOf(entry: RegistrationEntry): readonly string[] {
+  let keys = selectorKeys.get(entry);
+  if (keys === undefined) {
+    keys = entry.selectors.map(selectorKey);
+    selectorKeys.set(entry, keys);
+  }
+  return keys;
 }
 
 export function entryMatches(entry: RegistrationEntry, selectors: readonly Selector[]): boolean {
@@ -24,5 +41,10 @@ export function entryMatches(entry: RegistrationEntry, selectors: readonly Selec
 
 /** Identifies an entry across reloads: same ID and same selectors is the same entry. */
 export function entryKey(entry: RegistrationEntry): string {
-  return JSON.stringify([entry.spiffeId, entry.selectors.map(selectorKey).sort()]);
+  let key = entryKeys.get(entry);
+  if (key === undefined) {
+    key = JSON.stringify([entry.spiffeId, [...selectorKeysOf(entry)].sort()]);
+    entryKeys.set(entry, key);
+  }
+  return key;
 }

@@ -55,6 +55,10 @@ export interface AgentState {
  */
 export class StreamHub {
   private readonly svidStreams = new Set<SvidStream>();
+  /** Streams added since the last push: when nothing else changed, only they need a message. */
+  private readonly freshSvidStreams = new Set<SvidStream>();
+  /** What the last full push saw; a push that finds the same needs to visit only fresh streams. */
+  private lastFull: { registrations: Registrations; trustVersion: number; svidGeneration: number } | undefined;
   private readonly bundleStreams = new Set<BundleStream>();
   private readonly jwtBundleStreams = new Set<JwtBundleStream>();
 
@@ -69,7 +73,11 @@ export class StreamHub {
   addSvidStream(call: SvidCall, selectors: Selector[]): void {
     const stream: SvidStream = { call, selectors, fingerprint: null, matched: [], matchedFor: null, sentSvids: [], sentTrustVersion: -1, sentFor: null };
     this.svidStreams.add(stream);
-    call.on('cancelled', () => this.svidStreams.delete(stream));
+    this.freshSvidStreams.add(stream);
+    call.on('cancelled', () => {
+      this.svidStreams.delete(stream);
+      this.freshSvidStreams.delete(stream);
+    });
   }
 
   addBundleStream(call: BundleCall): void {
@@ -113,6 +121,19 @@ export class StreamHub {
       writeMessage(stream.call, { bundles: trust.jwtBundles() });
     }
 
+    // A thousand pods subscribing one by one must not cost a thousand full passes: when the
+    // registrations, the trust bundles and the SVIDs are what the last full push saw (and no SVID
+    // is due for rotation), only the streams added since need anything.
+    const last = this.lastFull;
+    const onlyFresh =
+      last !== undefined &&
+      !svids.rotationDue() &&
+      last.registrations === registrations &&
+      last.trustVersion === version &&
+      last.svidGeneration === svids.generation;
+    const targets = onlyFresh ? [...this.freshSvidStreams] : [...this.svidStreams];
+    this.freshSvidStreams.clear();
+
     const used = new Map<string, RegistrationEntry>();
     // Per push, each entry's key is computed once and each distinct matched set gets one response:
     // a thousand streams of one entry (one namespace) cost one build, not a thousand.
@@ -125,7 +146,7 @@ export class StreamHub {
       }
       return key;
     };
-    for (const stream of this.svidStreams) {
+    for (const stream of targets) {
       if (stream.matchedFor !== registrations) {
         stream.matched = matchEntries(registrations.entries, stream.selectors);
         stream.matchedFor = registrations;
@@ -134,15 +155,17 @@ export class StreamHub {
     }
     // Like a SPIRE agent, which holds an SVID for every entry of its node whether or not a workload
     // is connected: a new subscriber (or a driver back from a restart) is answered at once.
-    for (const entry of registrations.entries) used.set(keyOf(entry), entry);
-    svids.retainOnly(new Set(used.keys()));
+    if (!onlyFresh) {
+      for (const entry of registrations.entries) used.set(keyOf(entry), entry);
+      svids.retainOnly(new Set(used.keys()));
+    }
     const issued = await svids.ensure([...used.values()]);
     const indexOf = new Map(registrations.entries.map((entry, i) => [entry, i] as const));
     const responses = new Map<string, SvidResponse>();
     // Issuance is over: from here the agent only writes, which is where a real agent's push starts.
     const startedAt = performance.now();
     let sent = 0;
-    for (const stream of this.svidStreams) {
+    for (const stream of targets) {
       // A stream that arrived during issuance may match entries not issued yet; the next push covers it.
       if (stream.matchedFor !== registrations || stream.matched.some((e) => !issued.has(keyOf(e)))) continue;
       // Nothing it is built from changed since the last message (a push for another stream): no
@@ -173,5 +196,6 @@ export class StreamHub {
       sent++;
     }
     if (sent > 0) this.lastSvidPush = { startedAt, endedAt: performance.now(), messages: sent };
+    if (!onlyFresh) this.lastFull = { registrations, trustVersion: version, svidGeneration: svids.generation };
   }
 }

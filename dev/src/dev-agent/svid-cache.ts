@@ -15,7 +15,7 @@ interface Cached {
  */
 export class SvidCache {
   private readonly items = new Map<string, Cached>();
-  private generation = 0;
+  #generation = 0;
 
   constructor(
     private readonly issue: (entry: RegistrationEntry) => Promise<IssuedSvid>,
@@ -29,8 +29,8 @@ export class SvidCache {
     await Promise.all(
       [...unique].map(async ([key, entry]) => {
         const cached = this.items.get(key);
-        if (cached && cached.generation === this.generation && now < cached.rotateAt) return;
-        const generation = this.generation;
+        if (cached && cached.generation === this.#generation && now < cached.rotateAt) return;
+        const generation = this.#generation;
         const svid = await this.issue(entry);
         const lifetime = svid.expiresAt.getTime() - svid.issuedAt.getTime();
         this.items.set(key, { svid, rotateAt: svid.issuedAt.getTime() + lifetime / 2, generation });
@@ -41,9 +41,20 @@ export class SvidCache {
     return out;
   }
 
+  /** Whether some cached SVID has reached the time it is to be replaced. */
+  rotationDue(): boolean {
+    const next = this.nextRotationAt();
+    return next !== null && next <= this.now();
+  }
+
+  /** Moves on every invalidateAll(). */
+  get generation(): number {
+    return this.#generation;
+  }
+
   /** Every SVID is reissued on its next use. */
   invalidateAll(): void {
-    this.generation++;
+    this.#generation++;
   }
 
   /** Forgets entries that are no longer registered, so they stop driving rotations. */

@@ -6,7 +6,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { DriverHarness } from '../test/helpers/driver-harness.js';
-import type { KubeletEmulator, PublishedVolume } from '../test/helpers/kubelet-emulator.js';
+import type { PublishedVolume } from '../test/helpers/kubelet-emulator.js';
 import { createHarness, makePods, prepare, registerPods, REGISTRATION, spawnDriver, unpublishAll } from './lib/driver-env.js';
 import { PHASES, startInstrumentedDriver, type MarkBook } from './lib/instrumented-driver.js';
 import { printTargets, round, summarize, table, writeResult, type Summary } from './lib/report.js';

@@ -16,7 +16,9 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import * as tls from 'node:tls';
-import { authorizeAny, createClientTlsOptions, createTlsServer, DEFAULT_MIN_VERSION, type SpiffeClientTlsOptions } from '@spire-csi/sdk';
+import { authorizeAny } from '@spire-csi/sdk';
+import { createClientTlsOptions, createTlsServer, type SpiffeClientTlsOptions } from '@spire-csi/sdk/tls';
+import { DEFAULT_MIN_VERSION } from '../sdk/src/tls/tls-settings.js';
 import { onAbort } from './lib/abort.js';
 import { median, printTargets, round, summarize, table, writeResult } from './lib/report.js';
 import { mintPki, staticSource } from './lib/sdk-material.js';

@@ -19,14 +19,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { request } from 'undici';
-import {
-  authorizeAny,
-  createClientTlsOptions,
-  createHttpsServer,
-  FileSource,
-  SpiffeDispatcher,
-  type FileSourceOptions,
-} from '@spire-csi/sdk';
+import { authorizeAny, createHttpsServer, FileSource, SpiffeDispatcher } from '@spire-csi/sdk';
+import type { FileSourceOptions } from '@spire-csi/sdk/source';
+import { createClientTlsOptions } from '@spire-csi/sdk/tls';
 import type { MintedSvid } from '../test/helpers/test-ca.js';
 import { onAbort } from './lib/abort.js';
 import { printTargets, round, sleep, summarize, table, writeResult, type Summary, type Target } from './lib/report.js';

@@ -8,7 +8,9 @@ import { mkdir, readdir, readlink, rename, rm, symlink, writeFile } from 'node:f
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import * as tls from 'node:tls';
-import { StaticSource, TrustDomain, X509Bundle, X509BundleSet, X509Svid } from '@spire-csi/sdk';
+import { TrustDomain } from '@spire-csi/sdk';
+import { StaticSource } from '@spire-csi/sdk/source';
+import { X509Bundle, X509BundleSet, X509Svid } from '@spire-csi/sdk/x509';
 import { credentialFiles } from '../../test/helpers/credential-folder.js';
 import { TestCa, type MintedSvid } from '../../test/helpers/test-ca.js';
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * An HTTPS client with SPIFFE mTLS from a spire-csi credential folder: undici's request() through
- * the SDK's SpiffeDispatcher, which presents the current SVID and verifies the server's.
+ * the SDK's SpiffeDispatcher, which presents the current SVID and verifies the server's. Both come
+ * from @spire-csi/sdk/undici, so the dispatcher and request() are the same undici.
  *
  * Environment:
  *   SPIFFE_CREDENTIAL_FOLDER  the mounted folder (required)
@@ -18,8 +19,8 @@
 import process from 'node:process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { URL } from 'node:url';
-import { request } from 'undici';
-import { FileSource, SpiffeDispatcher, TrustDomain, authorizeId, authorizeMemberOf } from '@spire-csi/sdk';
+import { FileSource, TrustDomain, authorizeId, authorizeMemberOf } from '@spire-csi/sdk';
+import { SpiffeDispatcher, request } from '@spire-csi/sdk/undici';
 
 const NAME = 'undici-client';
 const log = (message) => process.stderr.write(`${NAME}: ${message}\n`);

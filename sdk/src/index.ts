@@ -1,12 +1,23 @@
+/**
+ * `@spire-csi/sdk`: rotating SPIFFE mTLS and JWT-SVIDs for Node.js services, from a mounted
+ * credential folder. The root has what a service needs; everything else is in the subpaths
+ * (`/spiffeid`, `/x509`, `/jwt`, `/authorize`, `/source`, `/tls`, `/undici`, `/http`, `/clock`,
+ * `/layout`).
+ *
+ * @packageDocumentation
+ */
+export { FileSource, JwtSource, type X509Source } from './source/index.js';
+export { createHttpsServer, createHttp2SecureServer, peerSpiffeId, SPIFFE_AUTHORIZATION_FAILED } from './tls/index.js';
+export { SpiffeDispatcher } from './undici/index.js';
+export { jwtSvidMiddleware, jwtPeerId, bearerTokenInterceptor } from './http/index.js';
+export {
+  authorizeAny,
+  authorizeId,
+  authorizeOneOf,
+  authorizeMemberOf,
+  authorizeIf,
+  AuthorizationError,
+  type Authorizer,
+} from './authorize/index.js';
+export { SpiffeId, TrustDomain } from './spiffeid/index.js';
 export type { Logger } from './logger.js';
-export { silentLogger } from './logger.js';
-// Also at @spire-csi/sdk/clock; here too because every source takes a `clock` option.
-export type { Clock, ClockTimer } from './clock/clock.js';
-export { systemClock } from './clock/clock.js';
-export * from './spiffe-id/index.js';
-export * from './x509/index.js';
-export * from './authorize/index.js';
-export * from './source/index.js';
-export * from './tls/index.js';
-export * from './undici/index.js';
-export * from './jwt/index.js';

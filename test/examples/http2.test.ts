@@ -5,16 +5,10 @@
 import * as http2 from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  StaticSource,
-  TrustDomain,
-  X509Bundle,
-  X509BundleSet,
-  X509Svid,
-  authorizeId,
-  createClientTlsOptions,
-  type Authorizer,
-} from '@spire-csi/sdk';
+import { TrustDomain, authorizeId, type Authorizer } from '@spire-csi/sdk';
+import { StaticSource } from '@spire-csi/sdk/source';
+import { createClientTlsOptions } from '@spire-csi/sdk/tls';
+import { X509Bundle, X509BundleSet, X509Svid } from '@spire-csi/sdk/x509';
 import { TestCa, type MintedSvid } from '../helpers/test-ca.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { childEnv, credentialFolder, killChildren, requireBuiltSdk, serialOf, startServer, type WrittenFolder } from './harness.js';

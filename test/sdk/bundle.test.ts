@@ -1,5 +1,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { TrustDomain, X509Bundle, X509BundleError, X509BundleSet, encodePem } from '@spire-csi/sdk';
+import { TrustDomain } from '@spire-csi/sdk/spiffeid';
+import { X509Bundle, X509BundleSet, X509Error } from '@spire-csi/sdk/x509';
+import { encodePem } from '../../sdk/src/x509/pem.js';
+import { sdkError } from '../helpers/sdk-errors.js';
 import { TestCa } from '../helpers/test-ca.js';
 
 let a1: TestCa;
@@ -48,7 +51,7 @@ describe('X509Bundle', () => {
   });
 
   it('typed error', () => {
-    expect(() => X509Bundle.parse('a.org', encodePem('X', Buffer.from([1])))).toThrow(X509BundleError);
+    expect(() => X509Bundle.parse('a.org', encodePem('X', Buffer.from([1])))).toThrow(sdkError(X509Error, 'bundle'));
   });
 
   it('equality depends on trust domain and authorities', () => {

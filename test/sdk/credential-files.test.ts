@@ -6,7 +6,7 @@ import {
   trustDomainOfBundleFile,
   type CredentialFilesOptions,
 } from '../../sdk/src/source/credential-files.js';
-import { FileSourceError, type FileSourceErrorKind } from '../../sdk/src/source/errors.js';
+import { SourceError, type SourceErrorKind } from '../../sdk/src/source/errors.js';
 import { locateCredentialFolder } from '../../sdk/src/source/locate.js';
 import { credentialFiles } from '../helpers/credential-folder.js';
 import { TestCa, type MintedSvid } from '../helpers/test-ca.js';
@@ -29,20 +29,20 @@ function files(record: Record<string, string>): Map<string, Buffer> {
   return new Map(Object.entries(record).map(([name, text]) => [name, Buffer.from(text)]));
 }
 
-function expectFailure(fn: () => unknown, kind: FileSourceErrorKind, pattern: RegExp): void {
+function expectFailure(fn: () => unknown, kind: SourceErrorKind, pattern: RegExp): void {
   let caught: unknown;
   try {
     fn();
   } catch (err) {
     caught = err;
   }
-  expect(caught).toBeInstanceOf(FileSourceError);
-  expect((caught as FileSourceError).kind).toBe(kind);
-  expect((caught as FileSourceError).message).toMatch(/^filesource: /);
-  expect((caught as FileSourceError).message).toMatch(pattern);
+  expect(caught).toBeInstanceOf(SourceError);
+  expect((caught as SourceError).kind).toBe(kind);
+  expect((caught as SourceError).message).toMatch(/^filesource: /);
+  expect((caught as SourceError).message).toMatch(pattern);
   // Whatever went wrong, no key material ends up in the message.
   for (const key of [svid.keyPem, other.keyPem]) {
-    expect((caught as FileSourceError).message).not.toContain(key.split('\n')[1]!.slice(0, 32));
+    expect((caught as SourceError).message).not.toContain(key.split('\n')[1]!.slice(0, 32));
   }
 }
 
@@ -68,10 +68,12 @@ describe('parseCredentialFiles: SPIFFE Filesystem Delivery layout', () => {
     expect(parseCredentialFiles(files(record)).material.svid.serialNumber).toBe(svid.cert.serialNumber);
   });
 
-  it('prefers credential-bundle.pem when both spellings exist', () => {
+  it('prefers the newer credential-bundle.private-key.pem when both spellings exist, and says so', () => {
     const record = credentialFiles(svid, { trustDomain: 'example.org', bundlePem: ca.rootPem, split: false });
     record['credential-bundle.private-key.pem'] = other.keyPem + other.chainPem;
-    expect(parseCredentialFiles(files(record)).material.svid.serialNumber).toBe(svid.cert.serialNumber);
+    const parsed = parseCredentialFiles(files(record));
+    expect(parsed.material.svid.serialNumber).toBe(other.cert.serialNumber);
+    expect(parsed.duplicates).toEqual([{ used: 'credential-bundle.private-key.pem', ignored: ['credential-bundle.pem'] }]);
   });
 
   it('keeps one bundle per federated trust domain, never merged', () => {
@@ -99,12 +101,12 @@ describe('parseCredentialFiles: SPIFFE Filesystem Delivery layout', () => {
     expect(parseCredentialFiles(files(record)).material.bundles.size).toBe(1);
   });
 
-  const failures: [string, () => Record<string, string>, FileSourceErrorKind, RegExp][] = [
+  const failures: [string, () => Record<string, string>, SourceErrorKind, RegExp][] = [
     [
       'own-trust-bundle-missing',
       () => ({ 'credential-bundle.pem': svid.keyPem + svid.chainPem, 'partner.test.spiffe-trust-bundle.pem': fedCa.rootPem }),
       'invalid',
-      /own trust domain "example\.org" \(expected a non-empty example\.org\.spiffe-trust-bundle\.pem\)/,
+      /own trust domain "example\.org" \(expected a non-empty example\.org\.spiffe-trust-bundle\.x509\.pem or example\.org\.spiffe-trust-bundle\.pem\)/,
     ],
     [
       'own-trust-bundle-empty',
@@ -149,7 +151,7 @@ describe('parseCredentialFiles: SPIFFE Filesystem Delivery layout', () => {
       'invalid',
       /partner\.test\.spiffe-trust-bundle\.pem: /,
     ],
-    ['no-files', () => ({ 'identity.json': '{}' }), 'missing', /no credential files \(expected credential-bundle\.pem or/],
+    ['no-files', () => ({ 'identity.json': '{}' }), 'missing', /no credential files \(expected credential-bundle\.private-key\.x509\.pem or credential-bundle\.private-key\.pem or credential-bundle\.pem, or/],
     [
       'split-key-missing',
       () => ({ 'svid.pem': svid.chainPem, 'bundle.pem': ca.rootPem }),
@@ -310,13 +312,13 @@ describe('file selection and names', () => {
 
 describe('locateCredentialFolder', () => {
   it('prefers the explicit folder, then SPIFFE_CREDENTIAL_FOLDER', () => {
-    expect(locateCredentialFolder('/run/creds', { SPIFFE_CREDENTIAL_FOLDER: '/env/creds' })).toBe('/run/creds');
-    expect(locateCredentialFolder(undefined, { SPIFFE_CREDENTIAL_FOLDER: '/env/creds' })).toBe('/env/creds');
+    expect(locateCredentialFolder('/run/creds', { SPIFFE_CREDENTIAL_FOLDER: '/env/creds' }, 'filesource')).toBe('/run/creds');
+    expect(locateCredentialFolder(undefined, { SPIFFE_CREDENTIAL_FOLDER: '/env/creds' }, 'filesource')).toBe('/env/creds');
   });
 
   it('has no default folder', () => {
-    expectFailure(() => locateCredentialFolder(undefined, {}), 'config', /set SPIFFE_CREDENTIAL_FOLDER \(there is no default folder\)/);
-    expectFailure(() => locateCredentialFolder(undefined, { SPIFFE_CREDENTIAL_FOLDER: ' ' }), 'config', /no credential folder/);
-    expectFailure(() => locateCredentialFolder('', {}), 'config', /non-empty path/);
+    expectFailure(() => locateCredentialFolder(undefined, {}, 'filesource'), 'config', /set SPIFFE_CREDENTIAL_FOLDER \(there is no default folder\)/);
+    expectFailure(() => locateCredentialFolder(undefined, { SPIFFE_CREDENTIAL_FOLDER: ' ' }, 'filesource'), 'config', /no credential folder/);
+    expectFailure(() => locateCredentialFolder('', {}, 'filesource'), 'config', /non-empty path/);
   });
 });

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { DerError, DerTag, derChildren, derContent, derOid, readDer, splitDer } from '@spire-csi/sdk';
+import { X509Error } from '@spire-csi/sdk/x509';
+import { DerTag, derChildren, derContent, derOid, readDer, splitDer } from '../../sdk/src/x509/der.js';
+import { sdkError } from '../helpers/sdk-errors.js';
 
 const bytes = (...b: number[]) => Uint8Array.from(b);
 
@@ -24,7 +26,7 @@ describe('readDer', () => {
     ['length-too-large', bytes(0x04, 0x85, 1, 0, 0, 0, 0), /too large/],
     ['high-tag-number', bytes(0x1f, 0x81, 0x00, 0x00), /high tag numbers/],
   ])('rejects %s', (_name, input, message) => {
-    expect(() => readDer(input)).toThrow(DerError);
+    expect(() => readDer(input)).toThrow(sdkError(X509Error, 'der'));
     expect(() => readDer(input)).toThrow(message);
   });
 

@@ -3,10 +3,10 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Logger } from '../../sdk/src/logger.js';
-import { FileSourceError, type FileSourceErrorKind } from '../../sdk/src/source/errors.js';
+import { SourceError, type SourceErrorKind } from '../../sdk/src/source/errors.js';
 import { FileSource, type FileSourceOptions, type FileSourceWarning } from '../../sdk/src/source/file-source.js';
 import type { X509Material } from '../../sdk/src/source/x509-source.js';
-import { TrustDomain } from '../../sdk/src/spiffe-id/trust-domain.js';
+import { TrustDomain } from '../../sdk/src/spiffeid/trust-domain.js';
 import { CredentialFolder, credentialFiles, type WriteMode } from '../helpers/credential-folder.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { TestCa, type MintedSvid } from '../helpers/test-ca.js';
@@ -47,7 +47,7 @@ function files(svid: MintedSvid, extra: Partial<Parameters<typeof credentialFile
 
 interface Recorded {
   updates: X509Material[];
-  errors: FileSourceError[];
+  errors: SourceError[];
   warnings: FileSourceWarning[];
 }
 
@@ -131,7 +131,7 @@ describe('FileSource: loading', () => {
     const folder = await newFolder();
     const { source } = open(folder.path);
     expect(() => source.getX509Svid()).toThrow(`filesource: no credentials loaded yet from ${folder.path}; await ready() first`);
-    expect(() => source.getX509Bundles()).toThrow(FileSourceError);
+    expect(() => source.getX509Bundles()).toThrow(SourceError);
     expect(source.getX509BundleForTrustDomain(TrustDomain.parse(TD))).toBeUndefined();
   });
 
@@ -144,11 +144,11 @@ describe('FileSource: loading', () => {
     await clock.advance(299);
     expect(clock.pendingDelays()).toContain(1);
     await clock.advance(1);
-    const err = (await pending) as FileSourceError;
-    expect(err).toBeInstanceOf(FileSourceError);
+    const err = (await pending) as SourceError;
+    expect(err).toBeInstanceOf(SourceError);
     expect(err.kind).toBe('timeout');
     expect(err.message).toMatch(
-      new RegExp(`^filesource: no valid credentials in ${folder.path} after 300 ms \\(last problem: no credential files \\(expected credential-bundle\\.pem`),
+      new RegExp(`^filesource: no valid credentials in ${folder.path} after 300 ms \\(last problem: no credential files \\(expected credential-bundle\\.private-key\\.x509\\.pem or credential-bundle\\.private-key\\.pem or credential-bundle\\.pem`),
     );
   });
 
@@ -159,7 +159,7 @@ describe('FileSource: loading', () => {
     const { source } = open(folder.path, { watch: false, clock });
     const pending = source.ready(300).catch((e: unknown) => e);
     await clock.advance(300);
-    const err = (await pending) as FileSourceError;
+    const err = (await pending) as SourceError;
     expect(err.kind).toBe('timeout');
     expect(err.message).toContain(`credential folder ${folder.path} does not exist`);
   });
@@ -313,7 +313,7 @@ describe('FileSource: rotation', () => {
 });
 
 describe('FileSource: invalid updates never replace good material', () => {
-  const cases: [string, () => Promise<Record<string, string>>, FileSourceErrorKind, RegExp][] = [
+  const cases: [string, () => Promise<Record<string, string>>, SourceErrorKind, RegExp][] = [
     [
       'key-not-matching-leaf',
       async () => {

@@ -22,10 +22,11 @@ import { waitFor } from '../helpers/wait-for.js';
 class ToyError extends Error {
   constructor(
     readonly kind: string,
-    message: string,
+    /** The message before the source's name is put in front: what quote() gives the reloader. */
+    readonly problem: string,
     options?: { cause?: unknown },
   ) {
-    super(`toysource: ${message}`, options);
+    super(`toysource: ${problem}`, options);
     this.name = 'ToyError';
   }
 }
@@ -110,6 +111,7 @@ function open(
       const kind = err instanceof Error && 'kind' in err && typeof err.kind === 'string' ? err.kind : 'invalid';
       return new ToyError(kind, err instanceof Error ? err.message : String(err), { cause: err });
     },
+    quote: (err) => err.problem,
     select: (names) => names.filter((name) => name === 'value.txt'),
     parse: (files) => {
       parses++;

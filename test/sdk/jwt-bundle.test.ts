@@ -1,9 +1,10 @@
 import { generateKeyPair, exportJWK } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { JwtBundleError } from '../../sdk/src/jwt/errors.js';
+import { JwtError } from '../../sdk/src/jwt/errors.js';
+import { sdkError } from '../helpers/sdk-errors.js';
 import { JwtBundle } from '../../sdk/src/jwt/jwt-bundle.js';
 import { JwtBundleSet } from '../../sdk/src/jwt/jwt-bundle-set.js';
-import { TrustDomain } from '../../sdk/src/spiffe-id/trust-domain.js';
+import { TrustDomain } from '../../sdk/src/spiffeid/trust-domain.js';
 import { createIssuer, jwksOf, type Issuer } from './jwt-fixtures.js';
 
 let ec: Issuer;
@@ -49,7 +50,7 @@ describe('JwtBundle.parse', () => {
     ['no keys array', '{"key": []}', /no "keys" array/],
     ['a key that is not an object', '{"keys": [42]}', /key 0 is not a JSON object/],
   ])('rejects %s', (_name, json, message) => {
-    expect(() => JwtBundle.parse('example.org', json)).toThrow(JwtBundleError);
+    expect(() => JwtBundle.parse('example.org', json)).toThrow(sdkError(JwtError, 'bundle'));
     expect(() => JwtBundle.parse('example.org', json)).toThrow(message);
   });
 

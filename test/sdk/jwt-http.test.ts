@@ -3,11 +3,12 @@ import type { AddressInfo } from 'node:net';
 import { Agent, interceptors, request } from 'undici';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { authorizeMemberOf } from '../../sdk/src/authorize/authorizer.js';
-import { authenticateJwtSvid, jwtPeerId } from '../../sdk/src/jwt/authenticate.js';
-import { bearerTokenInterceptor } from '../../sdk/src/jwt/bearer-interceptor.js';
-import { BearerTokenError, JwtAuthenticationError } from '../../sdk/src/jwt/errors.js';
+import { authenticateJwtSvid, jwtPeerId } from '../../sdk/src/http/authenticate.js';
+import { bearerTokenInterceptor } from '../../sdk/src/http/bearer-interceptor.js';
+import { HttpAuthError, JwtAuthenticationError } from '../../sdk/src/http/errors.js';
+import { sdkError } from '../helpers/sdk-errors.js';
 import { JwtBundleSet } from '../../sdk/src/jwt/jwt-bundle-set.js';
-import { jwtSvidMiddleware, type JwtSvidMiddlewareOptions } from '../../sdk/src/jwt/middleware.js';
+import { jwtSvidMiddleware, type JwtSvidMiddlewareOptions } from '../../sdk/src/http/middleware.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { bundleOf, createIssuer, mintJwtSvid, nowSeconds, type Issuer } from './jwt-fixtures.js';
 
@@ -106,7 +107,7 @@ describe('bearerTokenInterceptor', () => {
 
   it('rejects bad configuration', () => {
     const provider = { getToken: () => 'a.b.c' };
-    expect(() => bearerTokenInterceptor(provider, { origins: [] })).toThrow(BearerTokenError);
+    expect(() => bearerTokenInterceptor(provider, { origins: [] })).toThrow(sdkError(HttpAuthError, 'config'));
     expect(() => bearerTokenInterceptor(provider, { origins: ['https://api.test/path'] })).toThrow(/scheme:\/\/host\[:port\] only/);
     expect(() => bearerTokenInterceptor(provider, { origins: ['ftp://api.test'] })).toThrow(/http: or https:/);
     expect(() => bearerTokenInterceptor(provider, { origins: ['not a url'] })).toThrow(/not a URL/);

@@ -1,11 +1,11 @@
 import { rm } from 'node:fs/promises';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Logger } from '../../sdk/src/logger.js';
-import { JwtSourceError } from '../../sdk/src/jwt/errors.js';
-import type { JwtMaterial } from '../../sdk/src/jwt/jwt-files.js';
-import { JwtSource, type JwtSourceOptions } from '../../sdk/src/jwt/jwt-source.js';
+import { SourceError } from '../../sdk/src/source/errors.js';
+import type { JwtMaterial } from '../../sdk/src/source/jwt-files.js';
+import { JwtSource, type JwtSourceOptions } from '../../sdk/src/source/jwt-source.js';
 import { validateJwtSvid } from '../../sdk/src/jwt/validate.js';
-import { TrustDomain } from '../../sdk/src/spiffe-id/trust-domain.js';
+import { TrustDomain } from '../../sdk/src/spiffeid/trust-domain.js';
 import { CredentialFolder, type WriteMode } from '../helpers/credential-folder.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { waitFor } from '../helpers/wait-for.js';
@@ -41,7 +41,7 @@ async function newFolder(mode: WriteMode = 'atomic'): Promise<CredentialFolder> 
 interface Recorded {
   source: JwtSource;
   updates: JwtMaterial[];
-  errors: JwtSourceError[];
+  errors: SourceError[];
 }
 
 function open(folder: string, options: JwtSourceOptions = {}, listenErrors = true): Recorded {
@@ -80,7 +80,7 @@ describe('JwtSource', () => {
     expect(source.getToken()).toBe(token);
     expect(source.getToken('api')).toBe(token);
     expect(source.getJwtSvid('api')).toBe(current);
-    expect(() => source.getToken('billing')).toThrow(JwtSourceError);
+    expect(() => source.getToken('billing')).toThrow(SourceError);
     expect(() => source.getToken('billing')).toThrow(/no JWT-SVID for audience "billing" in .*: jwt-svid\.token is for \["api"\]/);
     expect(source.getJwtBundles().trustDomains().map((td) => td.name).sort()).toEqual(['example.org', 'partner.test']);
     expect(source.getJwtBundleForTrustDomain(TrustDomain.parse('partner.test'))?.keyIds()).toEqual(['p-1']);
@@ -194,9 +194,9 @@ describe('JwtSource', () => {
     const pending = source.ready(300).catch((e: unknown) => e);
     await clock.advance(300);
     const err = await pending;
-    expect(err).toBeInstanceOf(JwtSourceError);
-    expect((err as JwtSourceError).kind).toBe('timeout');
-    expect((err as JwtSourceError).message).toMatch(/expired at/);
+    expect(err).toBeInstanceOf(SourceError);
+    expect((err as SourceError).kind).toBe('timeout');
+    expect((err as SourceError).message).toMatch(/expired at/);
     expect(() => source.current()).toThrow(/not-ready|no JWT-SVID material loaded yet/);
     expect(source.getJwtBundleForTrustDomain(TrustDomain.parse('example.org'))).toBeUndefined();
   });
@@ -267,9 +267,9 @@ describe('JwtSource: one JWT-SVID per audience', () => {
       } catch (err) {
         caught = err;
       }
-      expect(caught).toBeInstanceOf(JwtSourceError);
-      expect((caught as JwtSourceError).kind).toBe('audience');
-      expect((caught as JwtSourceError).message).toContain(`audience "${audience}"`);
+      expect(caught).toBeInstanceOf(SourceError);
+      expect((caught as SourceError).kind).toBe('audience');
+      expect((caught as SourceError).message).toContain(`audience "${audience}"`);
     }
     expect(() => source.getToken()).toThrow(/several audiences/);
   });

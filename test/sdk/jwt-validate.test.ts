@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { JwtSvidError, type JwtSvidErrorKind } from '../../sdk/src/jwt/errors.js';
+import { JwtError, type JwtErrorKind } from '../../sdk/src/jwt/errors.js';
 import { JwtBundle } from '../../sdk/src/jwt/jwt-bundle.js';
 import { JwtBundleSet } from '../../sdk/src/jwt/jwt-bundle-set.js';
 import { parseJwtSvidInsecure } from '../../sdk/src/jwt/jwt-svid.js';
@@ -24,17 +24,17 @@ function options(extra: Partial<ValidateJwtSvidOptions> = {}): ValidateJwtSvidOp
   return { audience: 'api', bundles, ...extra };
 }
 
-async function expectRejected(token: string, kind: JwtSvidErrorKind, message: RegExp, extra: Partial<ValidateJwtSvidOptions> = {}): Promise<void> {
+async function expectRejected(token: string, kind: JwtErrorKind, message: RegExp, extra: Partial<ValidateJwtSvidOptions> = {}): Promise<void> {
   const err = await validateJwtSvid(token, options(extra)).then(
     () => undefined,
     (e: unknown) => e,
   );
-  expect(err).toBeInstanceOf(JwtSvidError);
-  expect((err as JwtSvidError).kind).toBe(kind);
-  expect((err as JwtSvidError).message).toMatch(/^jwtsvid: /);
-  expect((err as JwtSvidError).message).toMatch(message);
+  expect(err).toBeInstanceOf(JwtError);
+  expect((err as JwtError).kind).toBe(kind);
+  expect((err as JwtError).message).toMatch(/^jwtsvid: /);
+  expect((err as JwtError).message).toMatch(message);
   // The token is a credential: it must never end up in an error message.
-  if (token.length > 20) expect((err as JwtSvidError).message).not.toContain(token);
+  if (token.length > 20) expect((err as JwtError).message).not.toContain(token);
 }
 
 describe('validateJwtSvid accepts', () => {

@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import * as sdk from '@spire-csi/sdk';
 import * as clock from '@spire-csi/sdk/clock';
+import * as jwt from '@spire-csi/sdk/jwt';
 import * as layout from '@spire-csi/sdk/layout';
+import * as source from '@spire-csi/sdk/source';
 import {
   LayoutError,
   audienceOfJwtSvidFileName,
@@ -69,19 +71,17 @@ describe('jwtSvidFileName', () => {
 });
 
 describe('one definition of the layout names', () => {
-  it('the root index re-exports the layout module, not copies', () => {
-    expect(sdk.DATA_LINK).toBe(layout.DATA_LINK);
-    expect(sdk.CREDENTIAL_BUNDLE_FILES).toBe(layout.CREDENTIAL_BUNDLE_FILES);
-    expect(sdk.TRUST_BUNDLE_SUFFIX).toBe(layout.TRUST_BUNDLE_SUFFIX);
-    expect(sdk.JWT_BUNDLE_SUFFIX).toBe(layout.JWT_BUNDLE_SUFFIX);
-    expect(sdk.DEFAULT_SPLIT_FILES).toBe(layout.DEFAULT_SPLIT_FILES);
-    expect(sdk.DEFAULT_JWT_SVID_FILE).toBe(layout.DEFAULT_JWT_SVID_FILE);
+  it('the layout module is the one place they are exported from', () => {
+    // The root and the other subpaths used to re-export some of them; now nothing but /layout does.
+    for (const name of ['DATA_LINK', 'CREDENTIAL_BUNDLE_FILES', 'TRUST_BUNDLE_SUFFIX', 'JWT_BUNDLE_SUFFIX', 'DEFAULT_SPLIT_FILES', 'DEFAULT_JWT_SVID_FILE']) {
+      expect(layout).toHaveProperty(name);
+      for (const other of [sdk, source, jwt]) expect(other).not.toHaveProperty(name);
+    }
     expect(layout.jwtSvidFileName).toBe(jwtSvidFileName);
   });
 
-  it('the root index exports the clock', () => {
-    expect(sdk.systemClock).toBe(clock.systemClock);
-    const now = sdk.systemClock.now();
-    expect(now).toBeInstanceOf(Date);
+  it('the clock is at /clock, and not copied into the root', () => {
+    expect(sdk).not.toHaveProperty('systemClock');
+    expect(clock.systemClock.now()).toBeInstanceOf(Date);
   });
 });

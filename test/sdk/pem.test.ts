@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodePem, encodePem } from '@spire-csi/sdk';
+import { decodePem, encodePem } from '../../sdk/src/x509/pem.js';
 
 describe('pem', () => {
   it('round-trips a block', () => {

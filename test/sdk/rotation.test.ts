@@ -1,20 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import { fetch } from 'undici';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  SpiffeDispatcher,
-  StaticSource,
-  X509Bundle,
-  X509BundleSet,
-  X509Svid,
-  authorizeAny,
-  authorizeId,
-  createClientTlsOptions,
-  createHttpsAgent,
-  createHttpsServer,
-  peerSpiffeId,
-} from '@spire-csi/sdk';
+import { authorizeAny, authorizeId } from '@spire-csi/sdk/authorize';
+import { StaticSource } from '@spire-csi/sdk/source';
+import { createClientTlsOptions, createHttpsAgent, createHttpsServer, peerSpiffeId } from '@spire-csi/sdk/tls';
+import { SpiffeDispatcher, fetch } from '@spire-csi/sdk/undici';
+import { X509Bundle, X509BundleSet, X509Svid } from '@spire-csi/sdk/x509';
 import { TestCa } from '../helpers/test-ca.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { domain, httpsGet, identity, listen, material, type Domain, type Identity } from './tls-harness.js';

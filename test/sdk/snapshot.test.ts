@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { X509Svid } from '../../sdk/src/x509/svid.js';
-import { FileSourceError } from '../../sdk/src/source/errors.js';
+import { SourceError } from '../../sdk/src/source/errors.js';
 import { readSnapshot, type FolderSnapshot } from '../../sdk/src/source/snapshot.js';
 import { CredentialFolder, credentialFiles, tempDir } from '../helpers/credential-folder.js';
 import { FakeClock } from '../helpers/fake-clock.js';
@@ -60,17 +60,17 @@ describe('readSnapshot', () => {
   it('reports a missing folder', async () => {
     const path = join(folderWithCleanup(), 'nope');
     const err = await readSnapshot(path, { select: all, parse: (s) => s }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(FileSourceError);
-    expect((err as FileSourceError).kind).toBe('missing');
-    expect((err as FileSourceError).message).toBe(`filesource: credential folder ${path} does not exist`);
+    expect(err).toBeInstanceOf(SourceError);
+    expect((err as SourceError).kind).toBe('missing');
+    expect((err as SourceError).message).toBe(`filesource: credential folder ${path} does not exist`);
   });
 
   it('reports a folder that is a file', async () => {
     const path = join(folderWithCleanup(), 'file');
     writeFileSync(path, 'x');
     const err = await readSnapshot(path, { select: all, parse: (s) => s }).catch((e: unknown) => e);
-    expect((err as FileSourceError).kind).toBe('missing');
-    expect((err as FileSourceError).message).toMatch(/is not a directory/);
+    expect((err as SourceError).kind).toBe('missing');
+    expect((err as SourceError).message).toMatch(/is not a directory/);
   });
 
   it('gives up on a dangling ..data after the bounded retries', async () => {
@@ -81,8 +81,8 @@ describe('readSnapshot', () => {
     // A moved payload is re-read at once: only zero-length pauses, no time passes.
     await clock.advance(0);
     const err = await reading;
-    expect((err as FileSourceError).kind).toBe('inconsistent');
-    expect((err as FileSourceError).message).toMatch(/after 3 attempts: the files changed while they were being read/);
+    expect((err as SourceError).kind).toBe('inconsistent');
+    expect((err as SourceError).message).toMatch(/after 3 attempts: the files changed while they were being read/);
   });
 
   it('re-reads plain files until they parse (a writer mid-update)', async () => {
@@ -149,8 +149,8 @@ describe('readSnapshot', () => {
     expect(clock.pendingTimers).toBe(1);
     stop.abort();
     const err = await reading;
-    expect(err).toBeInstanceOf(FileSourceError);
-    expect((err as FileSourceError).kind).toBe('closed');
+    expect(err).toBeInstanceOf(SourceError);
+    expect((err as SourceError).kind).toBe('closed');
     expect(clock.pendingTimers).toBe(0);
   });
 
@@ -251,7 +251,7 @@ describe('readSnapshot under concurrent ..data rotation', () => {
           if (value !== null) stats.mismatches.push(value);
           else generationsSeen.add(generationOf.get(snapshot.files.get('credential-bundle.pem')!.toString())!);
         } catch (err) {
-          if (err instanceof FileSourceError && err.kind === 'inconsistent') stats.gaveUp++;
+          if (err instanceof SourceError && err.kind === 'inconsistent') stats.gaveUp++;
           else stats.mismatches.push(String(err));
         }
       }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SpiffeId, SpiffeIdError, TrustDomain } from '@spire-csi/sdk';
+import { SpiffeId, SpiffeIdError, TrustDomain } from '@spire-csi/sdk/spiffeid';
 
 const td255 = 'a'.repeat(255);
 const longPath = (total: number): string => `spiffe://td/${'a'.repeat(total - 'spiffe://td/'.length)}`;

@@ -1,7 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { authorizeMemberOf } from '../../sdk/src/authorize/authorizer.js';
-import { FileSourceError } from '../../sdk/src/source/errors.js';
+import { SourceError } from '../../sdk/src/source/errors.js';
 import { FileSource, type FileSourceOptions, type FileSourceWarning } from '../../sdk/src/source/file-source.js';
 import { verifyPeer } from '../../sdk/src/tls/verify-peer.js';
 import { CredentialFolder, credentialFiles, type CredentialFilesSpec, type WriteMode } from '../helpers/credential-folder.js';
@@ -67,11 +67,11 @@ function federatedFiles(extra: Partial<CredentialFilesSpec> = {}): Record<string
   });
 }
 
-function open(folder: string, options: FileSourceOptions): { source: FileSource; warnings: FileSourceWarning[]; errors: FileSourceError[] } {
+function open(folder: string, options: FileSourceOptions): { source: FileSource; warnings: FileSourceWarning[]; errors: SourceError[] } {
   const source = new FileSource(folder, { watch: false, recheckIntervalMs: 600_000, ...options });
   sources.push(source);
   const warnings: FileSourceWarning[] = [];
-  const errors: FileSourceError[] = [];
+  const errors: SourceError[] = [];
   source.on('warning', (w) => warnings.push(w));
   source.on('error', (e) => errors.push(e));
   return { source, warnings, errors };
@@ -139,7 +139,7 @@ describe('split layout with bundle-include-federated', () => {
     await folder.write({ 'svid.pem': svid.chainPem, 'svid_key.pem': svid.keyPem, 'bundle.pem': partnerCa.rootPem });
     const { source, errors } = open(folder.path, { layout: 'split' });
     await source.refresh();
-    expect(() => source.current()).toThrow(FileSourceError);
+    expect(() => source.current()).toThrow(SourceError);
     expect(errors.map((e) => e.kind)).toEqual(['invalid']);
     expect(errors[0]!.message).toMatch(/bundle\.pem holds no authority for example\.org.*partner\.org/);
   });

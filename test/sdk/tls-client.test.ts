@@ -2,21 +2,19 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as https from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { AuthorizationError, authorizeAny, authorizeId } from '@spire-csi/sdk/authorize';
 import {
-  AuthorizationError,
-  SpiffeTlsError,
-  X509BundleSet,
-  X509VerificationError,
-  authorizeAny,
-  authorizeId,
+  TlsError,
   createClientTlsOptions,
   createHttpsAgent,
   createHttpsServer,
-  dnsSansOf,
   peerSpiffeId,
   type SpiffeHttpsAgentOptions,
   type TlsSettings,
-} from '@spire-csi/sdk';
+} from '@spire-csi/sdk/tls';
+import { X509BundleSet, X509Error } from '@spire-csi/sdk/x509';
+import { dnsSansOf } from '../../sdk/src/x509/extensions.js';
+import { sdkError } from '../helpers/sdk-errors.js';
 import type { MintedSvid } from '../helpers/test-ca.js';
 import { domain, httpsGet, identity, listen, material, source, type Domain, type Identity } from './tls-harness.js';
 
@@ -99,7 +97,7 @@ describe('createClientTlsOptions', () => {
   it('rejects a cross-trust-domain forgery even with both bundles loaded', async () => {
     const port = await plainServer(await b.ca.mint('spiffe://a.org/server'));
     const options = createClientTlsOptions(source(clientId, a, b), authorizeAny());
-    await expect(httpsGet(port, options)).rejects.toThrow(X509VerificationError);
+    await expect(httpsGet(port, options)).rejects.toThrow(sdkError(X509Error, 'verification'));
   });
 
   it('rejects an expired server certificate', async () => {
@@ -114,7 +112,7 @@ describe('createClientTlsOptions', () => {
   it('rejects a server certificate with two URI SANs', async () => {
     const port = await plainServer(await a.ca.mint('spiffe://a.org/server', { extraUris: ['spiffe://a.org/other'] }));
     const options = createClientTlsOptions(source(clientId, a), authorizeAny());
-    await expect(httpsGet(port, options)).rejects.toThrow(X509VerificationError);
+    await expect(httpsGet(port, options)).rejects.toThrow(sdkError(X509Error, 'verification'));
   });
 
   it('trusts nothing when the source has no bundles', async () => {
@@ -136,7 +134,7 @@ describe('createClientTlsOptions', () => {
     const src = source(clientId, a);
     for (const bad of [{ ca: 'x' }, { cert: 'x' }, { session: Buffer.alloc(1) }]) {
       expect(() => createClientTlsOptions(src, authorizeAny(), { tlsSettings: bad as unknown as TlsSettings })).toThrow(
-        SpiffeTlsError,
+        sdkError(TlsError, 'config'),
       );
     }
     expect(() => createClientTlsOptions(src, authorizeAny(), { tlsSettings: { minVersion: 'TLSv1.1' } })).toThrow(
@@ -181,7 +179,7 @@ describe('SpiffeHttpsAgent', () => {
   it('refuses managed options and unsubscribes on destroy', () => {
     const src = source(clientId, a);
     expect(() => createHttpsAgent(src, authorizeAny(), { ca: 'x' } as unknown as SpiffeHttpsAgentOptions)).toThrow(
-      SpiffeTlsError,
+      sdkError(TlsError, 'config'),
     );
     const agent = createHttpsAgent(src, authorizeAny());
     expect(src.listenerCount('update')).toBe(1);

@@ -6,7 +6,8 @@
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import * as https from 'node:https';
 import * as tls from 'node:tls';
-import { StaticSource, X509Bundle, X509BundleSet, X509Svid, type X509Material } from '@spire-csi/sdk';
+import { StaticSource, type X509Material } from '@spire-csi/sdk/source';
+import { X509Bundle, X509BundleSet, X509Svid } from '@spire-csi/sdk/x509';
 import { TestCa, type MintOptions, type MintedSvid } from '../helpers/test-ca.js';
 
 export interface Domain {

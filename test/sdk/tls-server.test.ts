@@ -2,30 +2,23 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as http2 from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Logger } from '@spire-csi/sdk';
+import { AuthorizationError, authorizeAny, authorizeId, authorizeIf, authorizeMemberOf, type Authorizer } from '@spire-csi/sdk/authorize';
+import { StaticSource, type X509Source } from '@spire-csi/sdk/source';
 import {
-  AuthorizationError,
   SPIFFE_AUTHORIZATION_FAILED,
-  SpiffeTlsError,
-  StaticSource,
-  X509BundleSet,
-  X509Svid,
-  X509VerificationError,
+  TlsError,
   attachSpiffeTls,
-  authorizeAny,
-  authorizeId,
-  authorizeIf,
-  authorizeMemberOf,
   createClientTlsOptions,
   createHttp2SecureServer,
   createHttpsServer,
   createTlsServer,
   peerSpiffeId,
-  silentLogger,
-  type Authorizer,
-  type Logger,
   type TlsSettings,
-  type X509Source,
-} from '@spire-csi/sdk';
+} from '@spire-csi/sdk/tls';
+import { X509BundleSet, X509Error, X509Svid } from '@spire-csi/sdk/x509';
+import { silentLogger } from '../../sdk/src/logger.js';
+import { sdkError } from '../helpers/sdk-errors.js';
 import * as tls from 'node:tls';
 import { waitFor } from '../helpers/wait-for.js';
 import {
@@ -132,7 +125,7 @@ describe('SPIFFE https server', () => {
     expect(outcome.data).toBe('');
     // OpenSSL's union-of-roots filter lets it through; the per-domain check is what refuses it.
     await waitFor(() => seen.failures.length === 1, { message: 'authorization failure event' });
-    expect(seen.failures[0]).toBeInstanceOf(X509VerificationError);
+    expect(seen.failures[0]).toEqual(sdkError(X509Error, 'verification'));
     expect(seen.failures[0]!.message).toMatch(/a\.org/);
     expect(seen.requests).toEqual([]);
   });
@@ -183,7 +176,7 @@ describe('SPIFFE https server', () => {
     const outcome = await tlsProbe(port, rawClientOptions(twoIds, a), 'GET / HTTP/1.1\r\nHost: x\r\n\r\n');
     expect(outcome.data).toBe('');
     await waitFor(() => seen.failures.length === 1, { message: 'authorization failure event' });
-    expect(seen.failures[0]).toBeInstanceOf(X509VerificationError);
+    expect(seen.failures[0]).toEqual(sdkError(X509Error, 'verification'));
     expect(seen.requests).toEqual([]);
   });
 
@@ -375,7 +368,7 @@ describe('attachSpiffeTls', () => {
     const { createServer } = await import('node:https');
     const server = createServer((req, res) => res.end(peerSpiffeId(req)?.toString() ?? 'none'));
     attachSpiffeTls(server, source(serverId, a), authorizeAny());
-    expect(() => attachSpiffeTls(server, source(serverId, a), authorizeAny())).toThrow(SpiffeTlsError);
+    expect(() => attachSpiffeTls(server, source(serverId, a), authorizeAny())).toThrow(sdkError(TlsError, 'config'));
     const listening = await listen(server);
     cleanups.push(listening.close);
     const res = await httpsGet(listening.port, sdkClient(clientA, a));
@@ -389,7 +382,7 @@ describe('attachSpiffeTls', () => {
     const bad = { ca: 'x' } as unknown as TlsSettings;
     expect(() => createHttpsServer(source(serverId, a), authorizeAny(), bad)).toThrow(/"ca" is managed/);
     const server = tls.createServer();
-    expect(() => attachSpiffeTls(server, source(serverId, a), authorizeAny(), { tlsSettings: bad })).toThrow(SpiffeTlsError);
+    expect(() => attachSpiffeTls(server, source(serverId, a), authorizeAny(), { tlsSettings: bad })).toThrow(sdkError(TlsError, 'config'));
   });
 
   it('unsubscribes from the source when the server closes', async () => {

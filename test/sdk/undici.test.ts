@@ -1,15 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createRequire } from 'node:module';
 import type { TLSSocket } from 'node:tls';
-import { errors, fetch, getGlobalDispatcher, request, setGlobalDispatcher } from 'undici';
+import { fileURLToPath } from 'node:url';
+import { errors, getGlobalDispatcher, setGlobalDispatcher } from 'undici';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  AuthorizationError,
-  SpiffeDispatcher,
-  authorizeAny,
-  authorizeId,
-  createHttpsServer,
-  peerSpiffeId,
-} from '@spire-csi/sdk';
+import { AuthorizationError, authorizeAny, authorizeId, createHttpsServer, peerSpiffeId } from '@spire-csi/sdk';
+import { bearerTokenInterceptor } from '@spire-csi/sdk/http';
+import { SpiffeDispatcher, fetch, request } from '@spire-csi/sdk/undici';
 import { waitFor } from '../helpers/wait-for.js';
 import { domain, identity, listen, material, source, type Domain, type Identity } from './tls-harness.js';
 
@@ -36,7 +33,10 @@ async function server() {
   const closedSerials: string[] = [];
   const srv = createHttpsServer(source(serverId, a), authorizeAny(), {}, (req: IncomingMessage, res: ServerResponse) => {
     const socket = req.socket as TLSSocket;
-    const answer = `${peerSpiffeId(req)?.toString() ?? 'none'} ${socket.getPeerX509Certificate()?.serialNumber ?? '-'}`;
+    const answer =
+      req.url === '/authorization'
+        ? String(req.headers.authorization)
+        : `${peerSpiffeId(req)?.toString() ?? 'none'} ${socket.getPeerX509Certificate()?.serialNumber ?? '-'}`;
     if (req.url === '/hold') held.push(() => res.end(answer));
     else res.end(answer);
   });
@@ -159,5 +159,48 @@ describe('SpiffeDispatcher', () => {
     const d = new SpiffeDispatcher(source(clientId, a), authorizeAny());
     await new Promise<void>((resolve) => d.close(resolve));
     await new Promise<void>((resolve) => d.destroy(null, resolve));
+  });
+});
+
+describe('fetch and request of @spire-csi/sdk/undici', () => {
+  it('are the undici the SDK depends on, the one SpiffeDispatcher is built on', () => {
+    // Resolved from the SDK's own package, as an installed SDK resolves it: not the application's
+    // undici, not Node's bundled one.
+    const sdkRequire = createRequire(fileURLToPath(new URL('../../sdk/package.json', import.meta.url)));
+    const sdkUndici = sdkRequire('undici') as typeof import('undici');
+    expect(fetch).toBe(sdkUndici.fetch);
+    expect(request).toBe(sdkUndici.request);
+    expect(new SpiffeDispatcher(source(clientId, a), authorizeAny())).toBeInstanceOf(sdkUndici.Dispatcher);
+  });
+
+  it('fetch carries a request through SpiffeDispatcher to a real mTLS server', async () => {
+    const { url } = await server();
+    const res = await fetch(`${url}/`, { dispatcher: dispatcher() });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe(`spiffe://a.org/client ${clientId.svid.serialNumber}`);
+  });
+
+  it('request carries a request through SpiffeDispatcher to a real mTLS server', async () => {
+    const { url } = await server();
+    const { statusCode, body } = await request(url, { dispatcher: dispatcher() });
+    expect(statusCode).toBe(200);
+    expect(await body.text()).toBe(`spiffe://a.org/client ${clientId.svid.serialNumber}`);
+  });
+
+  it('fetch refuses a server the authorizer refuses, with the AuthorizationError as the cause', async () => {
+    const { url } = await server();
+    const failure = await fetch(url, { dispatcher: dispatcher(source(clientId, a), authorizeId('spiffe://a.org/other')) }).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect((failure as Error).cause).toBeInstanceOf(AuthorizationError);
+  });
+
+  it('a bearer interceptor composed onto the dispatcher works through the same fetch', async () => {
+    const { url } = await server();
+    const token = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln';
+    const d = dispatcher().compose(bearerTokenInterceptor({ getToken: () => token }, { origins: [new URL(url).origin], audience: 'api' }));
+    const res = await fetch(`${url}/authorization`, { dispatcher: d });
+    expect(await res.text()).toBe(`Bearer ${token}`);
   });
 });

@@ -1,6 +1,8 @@
 import { X509Certificate } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { AuthorizationError, X509Bundle, X509BundleSet, X509VerificationError, authorizeId, type X509BundleSource } from '@spire-csi/sdk';
+import { AuthorizationError, authorizeId } from '@spire-csi/sdk/authorize';
+import { X509Bundle, X509BundleSet, X509Error, type X509BundleSource } from '@spire-csi/sdk/x509';
+import { sdkError } from '../helpers/sdk-errors.js';
 import { X509SvidVerificationCache } from '../../sdk/src/x509/verify-cache.js';
 import { verifyPeer, peerVerificationCache } from '../../sdk/src/tls/verify-peer.js';
 import { TestCa, type MintedSvid } from '../helpers/test-ca.js';
@@ -54,7 +56,7 @@ describe('X509SvidVerificationCache', () => {
     cache.verify(certs([leafDer, intermediateDer]), bundles);
     expect(cache.verifiedLeaf(new X509Certificate(leafDer).fingerprint256, bundles)).toBeUndefined();
     // Without its intermediate the leaf does not verify, whatever was remembered for the full chain.
-    expect(() => cache.verify(certs([leafDer]), bundles)).toThrow(X509VerificationError);
+    expect(() => cache.verify(certs([leafDer]), bundles)).toThrow(sdkError(X509Error, 'verification'));
   });
 
   it('a leaf directly under an authority is also found by its fingerprint, whatever else is presented', () => {
@@ -78,7 +80,7 @@ describe('X509SvidVerificationCache', () => {
 
     // A rotated CA: the remembered result for the old set must not vouch under the new one.
     const rotated = new X509BundleSet([new X509Bundle(A, [other.rootCert])]);
-    expect(() => cache.verify(certs(leaf.chainDer), rotated)).toThrow(X509VerificationError);
+    expect(() => cache.verify(certs(leaf.chainDer), rotated)).toThrow(sdkError(X509Error, 'verification'));
     expect(cache.verifiedLeaf(new X509Certificate(leaf.certDer).fingerprint256, rotated)).toBeUndefined();
   });
 
@@ -116,8 +118,8 @@ describe('X509SvidVerificationCache', () => {
   it('failures are never cached', () => {
     const cache = new X509SvidVerificationCache();
     const untrusted = new X509BundleSet([new X509Bundle(A, [other.rootCert])]);
-    expect(() => cache.verify(certs(leaf.chainDer), untrusted)).toThrow(X509VerificationError);
-    expect(() => cache.verify(certs(leaf.chainDer), untrusted)).toThrow(X509VerificationError);
+    expect(() => cache.verify(certs(leaf.chainDer), untrusted)).toThrow(sdkError(X509Error, 'verification'));
+    expect(() => cache.verify(certs(leaf.chainDer), untrusted)).toThrow(sdkError(X509Error, 'verification'));
     expect(cache.sizeFor(untrusted)).toBe(0);
     expect(cache.stats).toEqual({ hits: 0, misses: 2 });
   });
@@ -141,7 +143,7 @@ describe('X509SvidVerificationCache', () => {
     const dynamic: X509BundleSource = { getX509BundleForTrustDomain: () => current };
     cache.verify(certs(leaf.chainDer), dynamic);
     current = new X509Bundle(A, [other.rootCert]);
-    expect(() => cache.verify(certs(leaf.chainDer), dynamic)).toThrow(X509VerificationError);
+    expect(() => cache.verify(certs(leaf.chainDer), dynamic)).toThrow(sdkError(X509Error, 'verification'));
     expect(cache.stats.hits).toBe(0);
     // A single X509Bundle is immutable too, and scopes its own entries.
     const single = bundles.get(A)!;

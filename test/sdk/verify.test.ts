@@ -1,13 +1,8 @@
 import { X509Certificate } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
-import {
-  TrustDomain,
-  X509Bundle,
-  X509BundleSet,
-  X509VerificationError,
-  verifyX509Svid,
-  type X509BundleSource,
-} from '@spire-csi/sdk';
+import { TrustDomain } from '@spire-csi/sdk/spiffeid';
+import { X509Bundle, X509BundleSet, X509Error, verifyX509Svid, type X509BundleSource } from '@spire-csi/sdk/x509';
+import { sdkError } from '../helpers/sdk-errors.js';
 import { TestCa, type MintOptions } from '../helpers/test-ca.js';
 
 const A = 'a.org';
@@ -115,7 +110,7 @@ describe('verifyX509Svid rejects', () => {
     const signWith = name === 'signed-by-wrong-key' ? await TestCa.create(A) : undefined;
     const minted = await caA.mint(id, { ...options, signWith });
     const run = () => verifyX509Svid(minted.chainDer, bundles);
-    expect(run).toThrow(X509VerificationError);
+    expect(run).toThrow(sdkError(X509Error, 'verification'));
     expect(run).toThrow(message);
     expect(run).toThrow(/^x509svid: /);
   });
@@ -180,7 +175,7 @@ describe('verifyX509Svid rejects', () => {
     const root = await TestCa.create(A, { isCa: null, extraExtensions: [bad] });
     const minted = await root.mint(ID);
     const verify = () => verifyX509Svid(minted.chainDer, new X509Bundle(A, [root.rootCert]));
-    expect(verify).toThrow(X509VerificationError);
+    expect(verify).toThrow(sdkError(X509Error, 'verification'));
     expect(verify).toThrow(/certificate path is malformed: der: unexpected field in basic constraints/);
   });
 

@@ -1,6 +1,8 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { X509Svid, X509SvidError, encodePem } from '@spire-csi/sdk';
+import { X509Error, X509Svid } from '@spire-csi/sdk/x509';
+import { encodePem } from '../../sdk/src/x509/pem.js';
+import { sdkError } from '../helpers/sdk-errors.js';
 import { TestCa, type MintOptions } from '../helpers/test-ca.js';
 
 const TD = 'example.org';
@@ -70,7 +72,7 @@ describe('X509Svid.parse rejects', () => {
   it.each(cases)('%s', async (_name, id, options, message) => {
     const minted = await ca.mint(id, options);
     const parse = () => X509Svid.parse(minted.chainPem, minted.keyPem);
-    expect(parse).toThrow(X509SvidError);
+    expect(parse).toThrow(sdkError(X509Error, 'svid'));
     expect(parse).toThrow(message);
     expect(parse).toThrow(/^x509svid: /);
   });
@@ -91,7 +93,7 @@ describe('X509Svid.parse rejects', () => {
     const minted = await intermediate.mint(ID);
     const [leaf, inter] = minted.chainDer;
     const pem = encodePem('CERTIFICATE', inter!) + encodePem('CERTIFICATE', leaf!);
-    expect(() => X509Svid.parse(pem, minted.keyPem)).toThrow(X509SvidError);
+    expect(() => X509Svid.parse(pem, minted.keyPem)).toThrow(sdkError(X509Error, 'svid'));
   });
 
   it('leaf-not-signed-by-next', async () => {

@@ -1,3 +1,9 @@
+/**
+ * Authorizers: what a verified peer must be to be let in (an exact ID, one of several, any member
+ * of a trust domain, or a custom policy).
+ *
+ * @packageDocumentation
+ */
 export {
   AuthorizationError,
   authorizeAny,
@@ -5,5 +11,6 @@ export {
   authorizeOneOf,
   authorizeMemberOf,
   authorizeIf,
+  type Authorizer,
+  type AuthorizationErrorKind,
 } from './authorizer.js';
-export type { Authorizer } from './authorizer.js';

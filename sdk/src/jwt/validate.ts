@@ -9,8 +9,9 @@
  */
 import { errors, importJWK, jwtVerify, type JWTPayload } from 'jose';
 import { systemClock } from '../clock/clock.js';
-import type { SpiffeId } from '../spiffe-id/spiffe-id.js';
-import { JwtSvidError, messageOf } from './errors.js';
+import type { SpiffeId } from '../spiffeid/spiffe-id.js';
+import { messageOf } from '../internal/error-text.js';
+import { JwtError } from './errors.js';
 import type { JwtAuthority, JwtBundle, JwtBundleSource } from './jwt-bundle.js';
 import { parseJwtSvidInsecure, type JwtSvidAlgorithm } from './jwt-svid.js';
 
@@ -19,6 +20,7 @@ export const DEFAULT_JWT_CLOCK_SKEW_MS = 30_000;
 /** The spec allows "a small amount of leeway"; more than this is almost certainly a unit mistake. */
 export const MAX_JWT_CLOCK_SKEW_MS = 5 * 60_000;
 
+/** Options of {@link validateJwtSvid}. */
 export interface ValidateJwtSvidOptions {
   /**
    * The audience this validator identifies with. With several, a token is accepted when its `aud`
@@ -33,10 +35,13 @@ export interface ValidateJwtSvidOptions {
   readonly clockSkewMs?: number;
 }
 
+/** A JWT-SVID that passed {@link validateJwtSvid}. */
 export interface ValidatedJwtSvid {
+  /** The verified `sub`. */
   readonly id: SpiffeId;
   /** Every claim of the verified token. */
   readonly claims: Readonly<JWTPayload>;
+  /** The `exp` claim. */
   readonly expiresAt: Date;
   /** The token's `aud`, always as an array. */
   readonly audience: string[];
@@ -74,7 +79,7 @@ function importAuthority(bundle: JwtBundle, key: JwtAuthority, alg: JwtSvidAlgor
 function checkAudienceOption(audience: unknown): string[] {
   const list = typeof audience === 'string' ? [audience] : audience;
   if (!Array.isArray(list) || list.length === 0 || !list.every((value) => typeof value === 'string' && value !== '')) {
-    throw new JwtSvidError('config', 'the audience option must be a non-empty string or a non-empty array of non-empty strings');
+    throw new JwtError('config', 'the audience option must be a non-empty string or a non-empty array of non-empty strings');
   }
   return [...(list as string[])];
 }
@@ -82,46 +87,46 @@ function checkAudienceOption(audience: unknown): string[] {
 function checkSkew(clockSkewMs: unknown): number {
   if (clockSkewMs === undefined) return DEFAULT_JWT_CLOCK_SKEW_MS;
   if (typeof clockSkewMs !== 'number' || !Number.isFinite(clockSkewMs) || clockSkewMs < 0 || clockSkewMs > MAX_JWT_CLOCK_SKEW_MS) {
-    throw new JwtSvidError('config', `clockSkewMs must be between 0 and ${MAX_JWT_CLOCK_SKEW_MS}, got ${String(clockSkewMs)}`);
+    throw new JwtError('config', `clockSkewMs must be between 0 and ${MAX_JWT_CLOCK_SKEW_MS}, got ${String(clockSkewMs)}`);
   }
   return clockSkewMs;
 }
 
-function translateJoseError(err: unknown, expected: readonly string[], tokenAudience: readonly string[]): JwtSvidError {
-  if (err instanceof JwtSvidError) return err;
-  if (err instanceof errors.JWTExpired) return new JwtSvidError('expired', 'token has expired', { cause: err });
+function translateJoseError(err: unknown, expected: readonly string[], tokenAudience: readonly string[]): JwtError {
+  if (err instanceof JwtError) return err;
+  if (err instanceof errors.JWTExpired) return new JwtError('expired', 'token has expired', { cause: err });
   if (err instanceof errors.JWTClaimValidationFailed) {
     if (err.claim === 'aud') {
-      return new JwtSvidError(
+      return new JwtError(
         'audience',
         `expected audience in ${JSON.stringify(expected)} (audience=${JSON.stringify(tokenAudience)})`,
         { cause: err },
       );
     }
-    if (err.claim === 'nbf') return new JwtSvidError('not-yet-valid', 'token is not valid yet (nbf is in the future)', { cause: err });
-    return new JwtSvidError('claims', `token claim "${err.claim}" is invalid: ${err.message}`, { cause: err });
+    if (err.claim === 'nbf') return new JwtError('not-yet-valid', 'token is not valid yet (nbf is in the future)', { cause: err });
+    return new JwtError('claims', `token claim "${err.claim}" is invalid: ${err.message}`, { cause: err });
   }
   if (err instanceof errors.JWSSignatureVerificationFailed) {
-    return new JwtSvidError('signature', 'token signature verification failed', { cause: err });
+    return new JwtError('signature', 'token signature verification failed', { cause: err });
   }
-  if (err instanceof errors.JOSEAlgNotAllowed) return new JwtSvidError('header', `token algorithm not allowed: ${err.message}`, { cause: err });
-  return new JwtSvidError('malformed', `token could not be verified: ${messageOf(err)}`, { cause: err });
+  if (err instanceof errors.JOSEAlgNotAllowed) return new JwtError('header', `token algorithm not allowed: ${err.message}`, { cause: err });
+  return new JwtError('malformed', `token could not be verified: ${messageOf(err)}`, { cause: err });
 }
 
 /**
- * Validates a JWT-SVID and returns its verified identity and claims. Throws JwtSvidError (with a
+ * Validates a JWT-SVID and returns its verified identity and claims. Throws JwtError (with a
  * `kind`) saying what was wrong; the message never contains the token.
  */
 export async function validateJwtSvid(token: string, options: ValidateJwtSvidOptions): Promise<ValidatedJwtSvid> {
-  if (typeof options !== 'object' || options === null) throw new JwtSvidError('config', 'options with audience and bundles are required');
+  if (typeof options !== 'object' || options === null) throw new JwtError('config', 'options with audience and bundles are required');
   const expected = checkAudienceOption(options.audience);
   const skewMs = checkSkew(options.clockSkewMs);
   const bundles = options.bundles;
   if (typeof bundles?.getJwtBundleForTrustDomain !== 'function') {
-    throw new JwtSvidError('config', 'the bundles option must be a JwtBundleSource (a JwtBundleSet or a JwtSource)');
+    throw new JwtError('config', 'the bundles option must be a JwtBundleSource (a JwtBundleSet or a JwtSource)');
   }
   const now = options.now ?? systemClock.now();
-  if (!(now instanceof Date) || Number.isNaN(now.getTime())) throw new JwtSvidError('config', 'the now option must be a valid Date');
+  if (!(now instanceof Date) || Number.isNaN(now.getTime())) throw new JwtError('config', 'the now option must be a valid Date');
 
   const unverified = parseJwtSvidInsecure(token);
   const { alg, kid } = unverified.header;
@@ -130,21 +135,21 @@ export async function validateJwtSvid(token: string, options: ValidateJwtSvidOpt
   try {
     bundle = bundles.getJwtBundleForTrustDomain(td);
   } catch (err) {
-    throw new JwtSvidError('untrusted', `no bundle found for trust domain "${td.name}": ${messageOf(err)}`, { cause: err });
+    throw new JwtError('untrusted', `no bundle found for trust domain "${td.name}": ${messageOf(err)}`, { cause: err });
   }
-  if (bundle === undefined) throw new JwtSvidError('untrusted', `no bundle found for trust domain "${td.name}"`);
+  if (bundle === undefined) throw new JwtError('untrusted', `no bundle found for trust domain "${td.name}"`);
   const authority = bundle.findKey(kid);
   if (authority === undefined) {
-    throw new JwtSvidError('untrusted', `no JWT authority ${JSON.stringify(kid)} found for trust domain "${td.name}"`);
+    throw new JwtError('untrusted', `no JWT authority ${JSON.stringify(kid)} found for trust domain "${td.name}"`);
   }
   if (authority.alg !== undefined && authority.alg !== alg) {
-    throw new JwtSvidError('key', `JWT authority ${JSON.stringify(kid)} of trust domain "${td.name}" is for ${authority.alg}, token uses ${alg}`);
+    throw new JwtError('key', `JWT authority ${JSON.stringify(kid)} of trust domain "${td.name}" is for ${authority.alg}, token uses ${alg}`);
   }
   let key: VerificationKey;
   try {
     key = await importAuthority(bundle, authority, alg);
   } catch (err) {
-    throw new JwtSvidError(
+    throw new JwtError(
       'key',
       `JWT authority ${JSON.stringify(kid)} of trust domain "${td.name}" cannot verify ${alg} tokens: ${messageOf(err)}`,
       { cause: err },
@@ -164,7 +169,7 @@ export async function validateJwtSvid(token: string, options: ValidateJwtSvidOpt
     throw translateJoseError(err, expected, unverified.audience);
   }
   // Same bytes as the unverified decode; checked anyway so the returned id is the signed one.
-  if (payload.sub !== unverified.id.toString()) throw new JwtSvidError('subject', 'verified subject differs from the decoded one');
+  if (payload.sub !== unverified.id.toString()) throw new JwtError('subject', 'verified subject differs from the decoded one');
   return {
     id: unverified.id,
     claims: Object.freeze({ ...payload }),

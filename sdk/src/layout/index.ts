@@ -3,10 +3,22 @@ export {
   DATA_TMP_LINK,
   PAYLOAD_DIR_PATTERN,
   CREDENTIAL_BUNDLE_FILE,
+  CREDENTIAL_BUNDLE_FILE_PRIVATE_KEY,
+  CREDENTIAL_BUNDLE_FILE_2026_02,
   CREDENTIAL_BUNDLE_FILES,
   TRUST_BUNDLE_SUFFIX,
+  TRUST_BUNDLE_SUFFIX_2026_02,
+  TRUST_BUNDLE_SUFFIXES,
   JWT_BUNDLE_SUFFIX,
   IDENTITY_FILE,
+  HINTS_FILE,
+  LAYOUT_NAMES_VERSIONS,
+  CURRENT_LAYOUT_NAMES,
+  isLayoutNamesVersion,
+  layoutNames,
+  extraCredentialBundleFileName,
+  isExtraCredentialBundleFileName,
+  splitTrustBundleFileName,
   DEFAULT_SPLIT_FILES,
   DEFAULT_JWT_SVID_FILE,
   RESERVED_FILE_NAMES,
@@ -22,4 +34,4 @@ export {
   audienceOfJwtSvidFileName,
   LayoutError,
 } from './layout.js';
-export type { SplitFileNames, LayoutErrorKind } from './layout.js';
+export type { SplitFileNames, LayoutErrorKind, LayoutNamesVersion, LayoutNames, HintsFile, HintsFileEntry } from './layout.js';

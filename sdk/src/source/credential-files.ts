@@ -3,8 +3,10 @@
  * X509Material.
  *
  * - SPIFFE Filesystem Delivery (draft): one credential bundle (PKCS#8 PRIVATE KEY, then the chain
- *   leaf first) plus one `<trust-domain>.spiffe-trust-bundle.pem` per trust domain. The draft's
- *   text and its Kubernetes example spell the bundle differently; both are accepted.
+ *   leaf first) plus one `<trust-domain>.spiffe-trust-bundle.x509.pem` per trust domain. Every
+ *   spelling the draft has had is accepted (credential-names.ts); where a folder holds two
+ *   spellings of one file the newest is read and the other reported. With several SVIDs in the
+ *   folder, hints.json says which credential bundle holds which SPIFFE ID and hint.
  * - Split files (spiffe-helper style): chain, key and one bundle file with configurable names. The
  *   bundle file has no per-domain structure, and with the driver's bundle-include-federated it
  *   holds federated roots too. Taking all of them as the SVID's own trust domain would let a
@@ -13,16 +15,29 @@
  *   another trust domain is dropped (and reported).
  */
 import type { X509Certificate } from 'node:crypto';
-import { CREDENTIAL_BUNDLE_FILES, DEFAULT_SPLIT_FILES, TRUST_BUNDLE_SUFFIX, trustBundleFileName, type SplitFileNames } from '../layout/layout.js';
-import { TrustDomain } from '../spiffe-id/trust-domain.js';
+import { createHash } from 'node:crypto';
+import { CREDENTIAL_BUNDLE_FILES, DEFAULT_SPLIT_FILES, HINTS_FILE, trustBundleFileName, type SplitFileNames } from '../layout/layout.js';
+import { SpiffeId } from '../spiffeid/spiffe-id.js';
+import { TrustDomain } from '../spiffeid/trust-domain.js';
 import { X509BundleSet } from '../x509/bundle-set.js';
 import { X509Bundle } from '../x509/bundle.js';
 import { uriSansOf } from '../x509/extensions.js';
 import { X509Svid } from '../x509/svid.js';
-import { FileSourceError, messageOf } from './errors.js';
+import { messageOf } from '../internal/error-text.js';
+import { SourceError } from './errors.js';
 import type { X509Material } from './x509-source.js';
+import {
+  credentialBundleFileOf,
+  describeSvidChoice,
+  parseHintsFile,
+  pickHintsEntry,
+  trustBundleFilesOf,
+  trustDomainOfTrustBundleFile,
+  type DuplicateSpelling,
+  type SvidChoice,
+} from './credential-names.js';
 
-export type { SplitFileNames };
+export type { SplitFileNames, DuplicateSpelling, SvidChoice };
 
 /** `auto`: the credential bundle when present, else the split files. */
 export type CredentialLayout = 'auto' | 'credential-bundle' | 'split';
@@ -30,6 +45,13 @@ export type CredentialLayout = 'auto' | 'credential-bundle' | 'split';
 export interface CredentialFilesOptions {
   readonly layout?: CredentialLayout;
   readonly files?: Partial<SplitFileNames>;
+  /**
+   * Which SVID of a folder holding several to load (the driver's `csi.spire.io/all-svids`), by
+   * SPIFFE ID and/or the agent's hint, looked up in hints.json; without either, the primary
+   * credential bundle. Credential bundle layout only.
+   */
+  readonly spiffeId?: string;
+  readonly hint?: string;
 }
 
 /** A root of the split bundle file that is not an authority for the SVID's own trust domain. */
@@ -49,12 +71,14 @@ export interface ParsedCredentials {
   readonly sources: readonly string[];
   /** Roots left out of the split bundle file because they belong to other trust domains. */
   readonly foreignRoots: readonly ForeignRoot[];
+  /** Files present under several spellings: the newest was read, the others ignored. */
+  readonly duplicates: readonly DuplicateSpelling[];
 }
 
 const LAYOUTS: readonly CredentialLayout[] = ['auto', 'credential-bundle', 'split'];
 
-function invalid(message: string, cause?: unknown): FileSourceError {
-  return new FileSourceError('invalid', message, cause === undefined ? undefined : { cause });
+function invalid(message: string, cause?: unknown): SourceError {
+  return new SourceError('filesource', 'invalid', message, cause === undefined ? undefined : { cause });
 }
 
 /** Split names come from users; they must name a file directly inside the folder. */
@@ -62,11 +86,11 @@ export function resolveSplitFileNames(files: Partial<SplitFileNames> = {}): Spli
   const names: SplitFileNames = { ...DEFAULT_SPLIT_FILES, ...files };
   for (const [role, name] of Object.entries(names) as [keyof SplitFileNames, string][]) {
     if (typeof name !== 'string' || name === '' || name.includes('/') || name.includes('\\') || name.startsWith('.')) {
-      throw new FileSourceError('config', `files.${role} must be a plain file name (no "/", no leading "."), got ${JSON.stringify(name)}`);
+      throw new SourceError('filesource', 'config', `files.${role} must be a plain file name (no "/", no leading "."), got ${JSON.stringify(name)}`);
     }
   }
   if (new Set([names.svid, names.key, names.bundle]).size !== 3) {
-    throw new FileSourceError('config', 'files.svid, files.key and files.bundle must be three different names');
+    throw new SourceError('filesource', 'config', 'files.svid, files.key and files.bundle must be three different names');
   }
   return names;
 }
@@ -74,20 +98,34 @@ export function resolveSplitFileNames(files: Partial<SplitFileNames> = {}): Spli
 export function checkLayout(layout: unknown): CredentialLayout {
   if (layout === undefined) return 'auto';
   if (!LAYOUTS.includes(layout as CredentialLayout)) {
-    throw new FileSourceError('config', `layout must be one of ${LAYOUTS.join(', ')}, got ${JSON.stringify(layout)}`);
+    throw new SourceError('filesource', 'config', `layout must be one of ${LAYOUTS.join(', ')}, got ${JSON.stringify(layout)}`);
   }
   return layout as CredentialLayout;
 }
 
-/** The trust domain a `<td>.spiffe-trust-bundle.pem` file is for, or undefined for other names. */
+/** The trust domain a `<td>.spiffe-trust-bundle[.x509].pem` file is for, or undefined for other names. */
 export function trustDomainOfBundleFile(name: string): TrustDomain | undefined {
-  if (!name.endsWith(TRUST_BUNDLE_SUFFIX)) return undefined;
-  try {
-    return TrustDomain.parse(name.slice(0, -TRUST_BUNDLE_SUFFIX.length));
-  } catch {
-    // Not a trust domain name, so not a file of this standard; extra files are to be ignored.
-    return undefined;
+  return trustDomainOfTrustBundleFile(name);
+}
+
+/** The SVID choice of the options, checked; undefined when they ask for none. */
+export function checkSvidChoice(options: Pick<CredentialFilesOptions, 'spiffeId' | 'hint' | 'layout'>): SvidChoice | undefined {
+  const { spiffeId, hint } = options;
+  if (spiffeId === undefined && hint === undefined) return undefined;
+  if (spiffeId !== undefined) {
+    try {
+      SpiffeId.parse(spiffeId);
+    } catch (err) {
+      throw new SourceError('filesource', 'config', `spiffeId ${JSON.stringify(spiffeId)} is not a SPIFFE ID: ${messageOf(err)}`);
+    }
   }
+  if (hint !== undefined && (typeof hint !== 'string' || hint === '')) {
+    throw new SourceError('filesource', 'config', `hint must be a non-empty string, got ${JSON.stringify(hint)}`);
+  }
+  if (options.layout === 'split') {
+    throw new SourceError('filesource', 'config', 'spiffeId and hint pick a credential bundle; they do not apply to layout "split"');
+  }
+  return { ...(spiffeId === undefined ? {} : { spiffeId }), ...(hint === undefined ? {} : { hint }) };
 }
 
 /** The names worth reading from a folder listing, for the given layout. */
@@ -96,8 +134,15 @@ export function selectCredentialFiles(names: readonly string[], options: Credent
   const split = resolveSplitFileNames(options.files);
   const wanted = new Set<string>();
   if (layout !== 'split') {
+    // With a choice, hints.json may point at any credential bundle of the folder, numbered or
+    // renamed: every PEM file is read then (not the tokens and JSON, whose updates do not matter).
+    const choosing = options.spiffeId !== undefined || options.hint !== undefined;
     for (const name of names) {
-      if ((CREDENTIAL_BUNDLE_FILES as readonly string[]).includes(name) || trustDomainOfBundleFile(name) !== undefined) {
+      if (
+        (CREDENTIAL_BUNDLE_FILES as readonly string[]).includes(name) ||
+        trustDomainOfBundleFile(name) !== undefined ||
+        (choosing && (name === HINTS_FILE || name.endsWith('.pem')))
+      ) {
         wanted.add(name);
       }
     }
@@ -110,13 +155,13 @@ export function selectCredentialFiles(names: readonly string[], options: Credent
   return [...wanted];
 }
 
-/** Every non-empty `<td>.spiffe-trust-bundle.pem` of the snapshot, in name order. */
-function parseTrustBundleFiles(files: ReadonlyMap<string, Buffer>): { bundles: X509Bundle[]; sources: string[] } {
+/** Every non-empty trust bundle file of the snapshot (the newest spelling of each trust domain's), in name order. */
+function parseTrustBundleFiles(files: ReadonlyMap<string, Buffer>): { bundles: X509Bundle[]; sources: string[]; duplicates: readonly DuplicateSpelling[] } {
   const bundles: X509Bundle[] = [];
   const sources: string[] = [];
-  for (const [name, content] of [...files].sort(([a], [b]) => a.localeCompare(b))) {
-    const td = trustDomainOfBundleFile(name);
-    if (td === undefined) continue;
+  const { files: chosen, duplicates } = trustBundleFilesOf(files.keys());
+  for (const { file: name, trustDomain: td } of chosen.values()) {
+    const content = files.get(name)!;
     let bundle: X509Bundle;
     try {
       bundle = X509Bundle.parse(td, content);
@@ -128,12 +173,15 @@ function parseTrustBundleFiles(files: ReadonlyMap<string, Buffer>): { bundles: X
     bundles.push(bundle);
     sources.push(name);
   }
-  return { bundles, sources };
+  return { bundles, sources, duplicates };
 }
 
 function requireOwnBundle(bundles: readonly X509Bundle[], own: TrustDomain): void {
   if (!bundles.some((bundle) => bundle.trustDomain.equals(own))) {
-    throw invalid(`no trust bundle for the SVID's own trust domain "${own.name}" (expected a non-empty ${trustBundleFileName(own.name)})`);
+    throw invalid(
+      `no trust bundle for the SVID's own trust domain "${own.name}" ` +
+        `(expected a non-empty ${trustBundleFileName(own.name)} or ${trustBundleFileName(own.name, '2026-02')})`,
+    );
   }
 }
 
@@ -168,29 +216,61 @@ function foreignNameOf(root: X509Certificate, own: TrustDomain): string | undefi
   return undefined;
 }
 
-function parseCredentialBundleLayout(files: ReadonlyMap<string, Buffer>, bundleFile: string): ParsedCredentials {
+function parseCredentialBundleLayout(
+  files: ReadonlyMap<string, Buffer>,
+  bundleFile: string,
+  bundleDuplicate: DuplicateSpelling | undefined,
+): ParsedCredentials {
   let svid: X509Svid;
   try {
     svid = X509Svid.parseCredentialBundle(files.get(bundleFile)!);
   } catch (err) {
     throw invalid(`${bundleFile}: ${messageOf(err)}`, err);
   }
-  const { bundles, sources } = parseTrustBundleFiles(files);
+  const { bundles, sources, duplicates } = parseTrustBundleFiles(files);
   requireOwnBundle(bundles, svid.id.trustDomain);
   return {
     material: { svid, bundles: new X509BundleSet(bundles) },
     layout: 'credential-bundle',
     sources: [bundleFile, ...sources],
     foreignRoots: [],
+    duplicates: bundleDuplicate === undefined ? duplicates : [bundleDuplicate, ...duplicates],
   };
+}
+
+/**
+ * The credential bundle hints.json names for `choice`, checked against the entry (the same `..data`
+ * generation, so a mismatch is a broken writer, not a race).
+ */
+function parseChosenCredentialBundle(files: ReadonlyMap<string, Buffer>, choice: SvidChoice): ParsedCredentials {
+  const hints = parseHintsFile(files.get(HINTS_FILE)!);
+  if ('problem' in hints) throw invalid(hints.problem);
+  const wanted = describeSvidChoice(choice);
+  const entry = pickHintsEntry(hints.entries, choice);
+  if (entry === undefined) {
+    const listed = hints.entries.map((e) => `${e.spiffeId}${e.hint === '' ? '' : ` (hint ${JSON.stringify(e.hint)})`}`).join(', ');
+    throw new SourceError('filesource', 'missing', `${HINTS_FILE} lists no SVID ${wanted}; it lists ${listed || 'none'}`);
+  }
+  if (!files.has(entry.file)) {
+    throw invalid(`${HINTS_FILE} names ${entry.file} for ${wanted}, but the folder has no such PEM file`);
+  }
+  const parsed = parseCredentialBundleLayout(files, entry.file, undefined);
+  const { svid } = parsed.material;
+  if (svid.id.toString() !== entry.spiffeId) {
+    throw invalid(`${entry.file} holds ${svid.id.toString()}, but ${HINTS_FILE} says ${entry.spiffeId}`);
+  }
+  const leafSha256 = createHash('sha256').update(svid.certificates[0]!.raw).digest('hex');
+  if (leafSha256 !== entry.leafSha256) throw invalid(`${entry.file} holds another certificate than the one ${HINTS_FILE} lists for it`);
+  return { ...parsed, sources: [HINTS_FILE, ...parsed.sources] };
 }
 
 function parseSplitLayout(files: ReadonlyMap<string, Buffer>, names: SplitFileNames): ParsedCredentials {
   const perTrustDomain = [...files.keys()].some((name) => trustDomainOfBundleFile(name) !== undefined);
+  // Only the per-trust-domain files have spellings; the split names are the user's.
   // With per-trust-domain files the split bundle file is not needed: they say which root is whose.
   const required = perTrustDomain ? [names.svid, names.key] : [names.svid, names.key, names.bundle];
   const missing = required.filter((name) => !files.has(name));
-  if (missing.length > 0) throw new FileSourceError('missing', `split credential files missing: ${missing.join(', ')}`);
+  if (missing.length > 0) throw new SourceError('filesource', 'missing', `split credential files missing: ${missing.join(', ')}`);
   let svid: X509Svid;
   try {
     svid = X509Svid.parse(files.get(names.svid)!, files.get(names.key)!);
@@ -198,13 +278,14 @@ function parseSplitLayout(files: ReadonlyMap<string, Buffer>, names: SplitFileNa
     throw invalid(`${names.svid} + ${names.key}: ${messageOf(err)}`, err);
   }
   if (perTrustDomain) {
-    const { bundles, sources } = parseTrustBundleFiles(files);
+    const { bundles, sources, duplicates } = parseTrustBundleFiles(files);
     requireOwnBundle(bundles, svid.id.trustDomain);
     return {
       material: { svid, bundles: new X509BundleSet(bundles) },
       layout: 'split',
       sources: [names.svid, names.key, ...sources],
       foreignRoots: [],
+      duplicates,
     };
   }
   const own = svid.id.trustDomain;
@@ -231,28 +312,64 @@ function parseSplitLayout(files: ReadonlyMap<string, Buffer>, names: SplitFileNa
     layout: 'split',
     sources: [names.svid, names.key, names.bundle],
     foreignRoots,
+    duplicates: [],
   };
 }
 
 /**
- * X509Material from the bytes of one snapshot. Throws a FileSourceError saying which file is
+ * X509Material from the bytes of one snapshot. Throws a `filesource` SourceError saying which file is
  * wrong. Time validity is not checked here: that depends on the clock, not on the files.
  */
 export function parseCredentialFiles(files: ReadonlyMap<string, Buffer>, options: CredentialFilesOptions = {}): ParsedCredentials {
   const layout = checkLayout(options.layout);
   const split = resolveSplitFileNames(options.files);
+  const choice = checkSvidChoice(options);
+  if (choice !== undefined) return parseChoice(files, choice, layout, split);
   if (layout !== 'split') {
-    const bundleFile = CREDENTIAL_BUNDLE_FILES.find((name) => files.has(name));
-    if (bundleFile !== undefined) return parseCredentialBundleLayout(files, bundleFile);
+    const { file: bundleFile, duplicate } = credentialBundleFileOf(files.keys());
+    if (bundleFile !== undefined) return parseCredentialBundleLayout(files, bundleFile, duplicate);
     if (layout === 'credential-bundle') {
-      throw new FileSourceError('missing', `no credential bundle (${CREDENTIAL_BUNDLE_FILES.join(' or ')})`);
+      throw new SourceError('filesource', 'missing', `no credential bundle (${CREDENTIAL_BUNDLE_FILES.join(' or ')})`);
     }
     if (![split.svid, split.key, split.bundle].some((name) => files.has(name))) {
-      throw new FileSourceError(
+      throw new SourceError(
+        'filesource',
         'missing',
         `no credential files (expected ${CREDENTIAL_BUNDLE_FILES.join(' or ')}, or ${split.svid} + ${split.key} + ${split.bundle})`,
       );
     }
   }
   return parseSplitLayout(files, split);
+}
+
+/**
+ * A chosen SVID: through hints.json when the folder has one; else the folder's only SVID, which
+ * must then be the asked-for SPIFFE ID (a hint cannot be checked without hints.json).
+ */
+function parseChoice(
+  files: ReadonlyMap<string, Buffer>,
+  choice: SvidChoice,
+  layout: CredentialLayout,
+  split: SplitFileNames,
+): ParsedCredentials {
+  if (files.has(HINTS_FILE)) return parseChosenCredentialBundle(files, choice);
+  if (choice.hint !== undefined) {
+    throw new SourceError(
+      'filesource',
+      'missing',
+      `no ${HINTS_FILE} in the folder, so no SVID can be picked by hint ${JSON.stringify(choice.hint)}; ` +
+        'publish the volume with csi.spire.io/all-svids: "true", or pick by spiffeId',
+    );
+  }
+  const parsed = parseCredentialFiles(files, { layout, files: split });
+  const id = parsed.material.svid.id.toString();
+  if (id !== choice.spiffeId) {
+    throw new SourceError(
+      'filesource',
+      'missing',
+      `the folder holds ${id}, not ${choice.spiffeId}, and no ${HINTS_FILE} listing other SVIDs ` +
+        '(publish the volume with csi.spire.io/all-svids: "true", or with csi.spire.io/spiffe-id set to it)',
+    );
+  }
+  return parsed;
 }

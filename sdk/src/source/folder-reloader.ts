@@ -17,12 +17,13 @@
 import { createHash } from 'node:crypto';
 import { systemClock, type Clock, type ClockTimer } from '../clock/clock.js';
 import type { Logger } from '../logger.js';
-import { messageOf, type FileSourceErrorKind } from './errors.js';
+import { messageOf } from '../internal/error-text.js';
+import type { SourceErrorKind } from './errors.js';
 import { expiryCheckDelay } from './expiry-check-delay.js';
 import { FolderWatcher } from './folder-watcher.js';
 import { readSnapshot, type FolderSnapshot } from './snapshot.js';
 
-/** The reload options FileSource and JwtSource both take, under the same names and defaults. */
+/** The reload options `FileSource` and `JwtSource` both take, under the same names and defaults. */
 export interface FolderReloadOptions {
   /** Quiet period after a filesystem event before re-reading. Default: the source's. */
   readonly debounceMs?: number;
@@ -52,8 +53,8 @@ export interface FolderReloadOptions {
 /** What every source error class has: a kind to branch on, and a message naming the source. */
 export type SourceError = Error & { readonly kind: string };
 
-/** The kinds the reloader raises itself; every source error class has them. */
-export type ReloaderErrorKind = Extract<FileSourceErrorKind, 'config' | 'timeout' | 'closed'>;
+/** The kinds the reloader (and the snapshot reader under it) raises itself. */
+export type ReloaderErrorKind = Extract<SourceErrorKind, 'config' | 'timeout' | 'closed' | 'missing' | 'unreadable' | 'inconsistent'>;
 
 /** How a source names itself and its material in messages, so they read as they always have. */
 export interface CredentialFolderWording {
@@ -80,6 +81,8 @@ export interface CredentialFolderDelegate<Parsed, Material, Err extends SourceEr
   createError(kind: ReloaderErrorKind, message: string, options?: { cause?: unknown }): Err;
   /** Whatever a read, parse or check threw, as the source's error class. */
   toError(err: unknown): Err;
+  /** How one of the source's errors reads when quoted in another of its messages: without the source's name again. */
+  quote(err: Err): string;
   /** Which of the folder's names to read; other files are not this source's business. */
   select(names: readonly string[]): readonly string[];
   /** Parses one snapshot's bytes or throws. Plain files that do not parse yet are re-read. */
@@ -358,6 +361,7 @@ export class CredentialFolderReloader<Parsed, Material, Err extends SourceError>
         retryDelayMs: this.readRetryDelayMs,
         clock: this.clock,
         signal: this.stopReading.signal,
+        createError: (kind, message, errorOptions) => this.delegate.createError(kind, message, errorOptions),
       });
       candidate = value;
       if (candidate !== UNCHANGED) this.delegate.checkUsable(candidate.parsed);
@@ -468,8 +472,7 @@ export class CredentialFolderReloader<Parsed, Material, Err extends SourceError>
 
   private timeoutError(timeoutMs: number): Err {
     const last = this.lastError;
-    const lastProblem = last?.message.startsWith(`${this.prefix}: `) ? last.message.slice(this.prefix.length + 2) : last?.message;
-    const why = lastProblem === undefined ? 'nothing could be read yet' : `last problem: ${lastProblem}`;
+    const why = last === undefined ? 'nothing could be read yet' : `last problem: ${this.delegate.quote(last)}`;
     return this.delegate.createError('timeout', `no valid ${this.delegate.wording.material} in ${this.folder} after ${timeoutMs} ms (${why})`, {
       cause: last,
     });

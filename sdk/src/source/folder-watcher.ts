@@ -16,7 +16,7 @@ import { basename, dirname, join } from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import { systemClock, type Clock } from '../clock/clock.js';
 import type { Logger } from '../logger.js';
-import { messageOf } from './errors.js';
+import { messageOf } from '../internal/error-text.js';
 
 export interface FolderWatcherOptions {
   /** Poll instead of inotify (NFS, some FUSE and container filesystems). */

@@ -1,17 +1,15 @@
+/**
+ * Sources: where SVIDs, tokens and bundles come from. {@link FileSource} and {@link JwtSource}
+ * keep a mounted credential folder's material current; {@link StaticSource} holds material set by
+ * code. TLS servers, clients and dispatchers take any {@link X509Source}.
+ *
+ * @packageDocumentation
+ */
 export type { X509Material, X509Source, X509UpdateListener } from './x509-source.js';
-export { StaticSource } from './static-source.js';
-export type { StaticSourceEvents } from './static-source.js';
-export { FileSource, DEFAULT_READY_TIMEOUT_MS } from './file-source.js';
-export type { FileSourceOptions, FileSourceWarning, FileSourceEvents } from './file-source.js';
+export { FileSource, type FileSourceOptions, type FileSourceEvents, type FileSourceWarning } from './file-source.js';
+export type { CredentialLayout } from './credential-files.js';
 export type { FolderReloadOptions } from './folder-reloader.js';
-export { FileSourceError } from './errors.js';
-export type { FileSourceErrorKind } from './errors.js';
-export { locateCredentialFolder, CREDENTIAL_FOLDER_ENV } from './locate.js';
-export type { Environment } from './locate.js';
-// Layout names: defined once in ../layout, re-exported here for existing imports.
-export { CREDENTIAL_BUNDLE_FILES, TRUST_BUNDLE_SUFFIX, DEFAULT_SPLIT_FILES, DATA_LINK } from '../layout/layout.js';
-export type { SplitFileNames } from '../layout/layout.js';
-export { parseCredentialFiles, selectCredentialFiles, trustDomainOfBundleFile } from './credential-files.js';
-export type { CredentialLayout, CredentialFilesOptions, ForeignRoot, ParsedCredentials } from './credential-files.js';
-export { readSnapshot } from './snapshot.js';
-export type { FolderSnapshot, ReadSnapshotOptions, SnapshotResult } from './snapshot.js';
+export { JwtSource, type JwtSourceOptions, type JwtSourceEvents } from './jwt-source.js';
+export type { JwtMaterial } from './jwt-files.js';
+export { StaticSource, type StaticSourceEvents } from './static-source.js';
+export { SourceError, type SourceErrorKind, type SourceOrigin } from './errors.js';

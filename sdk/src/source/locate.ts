@@ -4,23 +4,27 @@
  * could load credentials that were never meant for this process.
  */
 import { resolve } from 'node:path';
-import { FileSourceError } from './errors.js';
+import { SourceError, type SourceOrigin } from './errors.js';
 
 export const CREDENTIAL_FOLDER_ENV = 'SPIFFE_CREDENTIAL_FOLDER';
 
 export type Environment = Readonly<Record<string, string | undefined>>;
 
-/** The absolute credential folder: `folder` when given, else `$SPIFFE_CREDENTIAL_FOLDER`. */
-export function locateCredentialFolder(folder?: string, env: Environment = process.env): string {
+/**
+ * The absolute credential folder: `folder` when given, else `$SPIFFE_CREDENTIAL_FOLDER`. Throws a
+ * `config` SourceError of `origin`, the source asking.
+ */
+export function locateCredentialFolder(folder: string | undefined, env: Environment, origin: SourceOrigin): string {
   if (folder !== undefined) {
     if (typeof folder !== 'string' || folder.trim() === '') {
-      throw new FileSourceError('config', 'the credential folder must be a non-empty path');
+      throw new SourceError(origin, 'config', 'the credential folder must be a non-empty path');
     }
     return resolve(folder);
   }
   const fromEnv = env[CREDENTIAL_FOLDER_ENV];
   if (fromEnv !== undefined && fromEnv.trim() !== '') return resolve(fromEnv);
-  throw new FileSourceError(
+  throw new SourceError(
+    origin,
     'config',
     `no credential folder: pass one explicitly or set ${CREDENTIAL_FOLDER_ENV} (there is no default folder)`,
   );

@@ -22,7 +22,8 @@ import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { systemClock, type Clock } from '../clock/clock.js';
 import { DATA_LINK } from '../layout/layout.js';
-import { FileSourceError, errnoOf, messageOf } from './errors.js';
+import { errnoOf, messageOf } from '../internal/error-text.js';
+import { SourceError, type SourceErrorKind } from './errors.js';
 
 export interface FolderSnapshot {
   readonly folder: string;
@@ -33,6 +34,14 @@ export interface FolderSnapshot {
   /** Reads it took to get this snapshot (1 when nothing moved). */
   readonly attempts: number;
 }
+
+/** The kinds of error readSnapshot raises itself. */
+export type SnapshotErrorKind = Extract<SourceErrorKind, 'missing' | 'unreadable' | 'inconsistent' | 'closed'>;
+
+/** Builds an error of the calling source, so its message is composed once, naming that source. */
+export type SnapshotErrorFactory = (kind: SnapshotErrorKind, message: string, options?: { cause?: unknown }) => Error;
+
+const fileSourceError: SnapshotErrorFactory = (kind, message, options) => new SourceError('filesource', kind, message, options);
 
 export interface ReadSnapshotOptions<T> {
   /** Which of the listed names to read; unknown names are ignored (the standard allows extras). */
@@ -47,6 +56,8 @@ export interface ReadSnapshotOptions<T> {
   clock?: Clock;
   /** Ends the retries: a pause in progress is cut short and the read fails with 'closed'. */
   signal?: AbortSignal;
+  /** The errors the reader raises itself. Default: a `filesource` SourceError. */
+  createError?: SnapshotErrorFactory;
 }
 
 export interface SnapshotResult<T> {
@@ -61,7 +72,7 @@ const DEFAULT_RETRY_DELAY_MS = 20;
 class MovedError extends Error {}
 
 /** Waits `ms` on `clock`, or less when `signal` aborts; then throws if it did. */
-async function pause(clock: Clock, ms: number, folder: string, signal: AbortSignal | undefined): Promise<void> {
+async function pause(clock: Clock, ms: number, folder: string, signal: AbortSignal | undefined, fail: SnapshotErrorFactory): Promise<void> {
   if (signal?.aborted !== true) {
     await new Promise<void>((resolve) => {
       const done = (): void => {
@@ -73,14 +84,14 @@ async function pause(clock: Clock, ms: number, folder: string, signal: AbortSign
       signal?.addEventListener('abort', done, { once: true });
     });
   }
-  if (signal?.aborted === true) throw new FileSourceError('closed', `stopped reading ${folder}`);
+  if (signal?.aborted === true) throw fail('closed', `stopped reading ${folder}`);
 }
 
-function describeFsError(err: unknown, folder: string): FileSourceError {
+function describeFsError(err: unknown, folder: string, fail: SnapshotErrorFactory): Error {
   const code = errnoOf(err);
-  if (code === 'ENOENT') return new FileSourceError('missing', `credential folder ${folder} does not exist`, { cause: err });
-  if (code === 'ENOTDIR') return new FileSourceError('missing', `credential folder ${folder} is not a directory`, { cause: err });
-  return new FileSourceError('unreadable', `cannot read credential folder ${folder}: ${messageOf(err)}`, { cause: err });
+  if (code === 'ENOENT') return fail('missing', `credential folder ${folder} does not exist`, { cause: err });
+  if (code === 'ENOTDIR') return fail('missing', `credential folder ${folder} is not a directory`, { cause: err });
+  return fail('unreadable', `cannot read credential folder ${folder}: ${messageOf(err)}`, { cause: err });
 }
 
 /** The `..data` target, or null when there is no such link (plain files). */
@@ -141,13 +152,14 @@ function readPlain(folder: string, select: (names: readonly string[]) => readonl
 
 /**
  * Reads `folder` and parses it with `options.parse`, retrying (bounded) while the files move.
- * Throws a FileSourceError; a parse error is rethrown as is once retries are exhausted (plain
+ * Throws an error of `options.createError`; a parse error is rethrown as is once retries are exhausted (plain
  * files) or immediately (`..data`, whose content is already consistent).
  */
 export async function readSnapshot<T>(folder: string, options: ReadSnapshotOptions<T>): Promise<SnapshotResult<T>> {
   const maxAttempts = Math.max(1, options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS);
   const retryDelayMs = options.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS;
   const clock = options.clock ?? systemClock;
+  const fail = options.createError ?? fileSourceError;
   let lastProblem = 'the files kept changing';
   let lastParseError: unknown;
   for (let attempt = 1; attempt <= maxAttempts; attempt++) {
@@ -161,10 +173,10 @@ export async function readSnapshot<T>(folder: string, options: ReadSnapshotOptio
         lastProblem = 'the files changed while they were being read';
         // A swap only happens when a complete new generation exists, so re-reading at once is
         // enough; yielding lets the writer finish its rename first.
-        await pause(clock, 0, folder, options.signal);
+        await pause(clock, 0, folder, options.signal, fail);
         continue;
       }
-      throw describeFsError(err, folder);
+      throw describeFsError(err, folder, fail);
     }
     const snapshot: FolderSnapshot = { folder, payloadDir: target, files, attempts: attempt };
     if (target !== null) return { snapshot, value: options.parse(snapshot) };
@@ -172,9 +184,9 @@ export async function readSnapshot<T>(folder: string, options: ReadSnapshotOptio
       return { snapshot, value: options.parse(snapshot) };
     } catch (err) {
       lastParseError = err;
-      if (attempt < maxAttempts) await pause(clock, retryDelayMs, folder, options.signal);
+      if (attempt < maxAttempts) await pause(clock, retryDelayMs, folder, options.signal, fail);
     }
   }
   if (lastParseError !== undefined) throw lastParseError;
-  throw new FileSourceError('inconsistent', `no consistent read of ${folder} after ${maxAttempts} attempts: ${lastProblem}`);
+  throw fail('inconsistent', `no consistent read of ${folder} after ${maxAttempts} attempts: ${lastProblem}`);
 }

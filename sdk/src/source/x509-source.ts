@@ -9,17 +9,28 @@ import type { X509Svid } from '../x509/svid.js';
 
 /** One consistent generation: the SVID and the bundles that were current together. */
 export interface X509Material {
+  /** This workload's SVID. */
   readonly svid: X509Svid;
+  /** The trust bundles, one per trust domain. */
   readonly bundles: X509BundleSet;
 }
 
+/** Called with the new material on every update. */
 export type X509UpdateListener = (material: X509Material) => void;
 
+/**
+ * Where X.509 material comes from (a folder, a test, later the Workload API): what TLS servers,
+ * clients and dispatchers read on every handshake, and follow through `update` events.
+ */
 export interface X509Source extends X509BundleSource {
+  /** The current SVID. */
   getX509Svid(): X509Svid;
+  /** The current trust bundles. */
   getX509Bundles(): X509BundleSet;
   /** SVID and bundles from the same generation; prefer it over two separate getters. */
   current(): X509Material;
+  /** Follows updates; the listener gets each new generation. */
   on(event: 'update', listener: X509UpdateListener): this;
+  /** Stops following updates. */
   off(event: 'update', listener: X509UpdateListener): this;
 }

@@ -12,7 +12,8 @@ import type { Server, TLSSocket } from 'node:tls';
 import type { Authorizer } from '../authorize/authorizer.js';
 import { silentLogger, type Logger } from '../logger.js';
 import type { X509Material, X509Source } from '../source/x509-source.js';
-import { SpiffeTlsError, messageOf } from './errors.js';
+import { messageOf } from '../internal/error-text.js';
+import { TlsError } from './errors.js';
 import { IntermediatePool } from './intermediate-pool.js';
 import { PeerChainCapture } from './peer-chain-capture.js';
 import { recordPeerSpiffeId } from './peer-id.js';
@@ -23,12 +24,15 @@ import { authorizePeer, peerVerificationCache, verifyPeer } from './verify-peer.
 /** Emitted on the server with `(error: Error, socket: TLSSocket)` after a peer was rejected. */
 export const SPIFFE_AUTHORIZATION_FAILED = 'spiffeAuthorizationFailed';
 
+/** Options of {@link attachSpiffeTls}. */
 export interface SpiffeServerOptions {
+  /** Where refused peers and credential updates are logged (pino-compatible). Default: nowhere. */
   logger?: Logger;
   /** TLS tunables re-applied with every credential update; settings already on the server are kept. */
   tlsSettings?: TlsSettings;
 }
 
+/** What {@link attachSpiffeTls} returns. */
 export interface SpiffeTlsBinding {
   /**
    * Stops following source updates (done automatically when the server closes, and resumed when
@@ -76,6 +80,11 @@ function settingsOf(server: Server): TlsSettings {
   return Object.fromEntries(Object.entries(kept).filter(([, v]) => v !== undefined)) as TlsSettings;
 }
 
+/**
+ * Puts a `tls`/`https`/`http2` secure server you built under SPIFFE mTLS from `source`, as the
+ * create*Server functions do. Throws a {@link TlsError} (`config`) without an authorizer or when
+ * the server is already attached.
+ */
 export function attachSpiffeTls(
   server: Server,
   source: X509Source,
@@ -83,9 +92,9 @@ export function attachSpiffeTls(
   options: SpiffeServerOptions = {},
 ): SpiffeTlsBinding {
   if (typeof authorizer !== 'function') {
-    throw new SpiffeTlsError('an Authorizer is required (use authorizeAny() to accept every verified peer)');
+    throw new TlsError('config', 'an Authorizer is required (use authorizeAny() to accept every verified peer)');
   }
-  if (attachedServers.has(server)) throw new SpiffeTlsError('this server is already attached to an X509Source');
+  if (attachedServers.has(server)) throw new TlsError('config', 'this server is already attached to an X509Source');
   rejectManagedOptions(options.tlsSettings ?? {}, 'attachSpiffeTls');
   const logger = options.logger ?? silentLogger;
   const settings: TlsSettings = { ...settingsOf(server), ...options.tlsSettings };
@@ -138,7 +147,7 @@ export function attachSpiffeTls(
         verified = verifyPeer(chain, source.current().bundles, authorizer);
       }
     } catch (err) {
-      reject(socket, err instanceof Error ? err : new SpiffeTlsError(messageOf(err)));
+      reject(socket, err instanceof Error ? err : new TlsError('rejected', messageOf(err)));
       return;
     }
     intermediates.remember(verified.chain);

@@ -8,21 +8,29 @@ import type { Authorizer } from '../authorize/authorizer.js';
 import { silentLogger, type Logger } from '../logger.js';
 import type { X509Source } from '../source/x509-source.js';
 import { tlsCredentials } from './credentials.js';
-import { SpiffeTlsError, asError } from './errors.js';
+import { TlsError, asError } from './errors.js';
 import { minVersionOf, rejectManagedOptions, type TlsSettings } from './tls-settings.js';
 import { verifyPeerCertificate } from './verify-peer.js';
 
+/** Options of {@link createClientTlsOptions}. */
 export interface SpiffeClientOptions {
+  /** Where refused servers are logged (pino-compatible). Default: nowhere. */
   logger?: Logger;
   /** TLS tunables (ciphers, sigalgs, maxVersion, ...). */
   tlsSettings?: TlsSettings;
 }
 
+/** Options for `tls.connect`/`https.request` that present the SVID and verify the server by SPIFFE ID. */
 export interface SpiffeClientTlsOptions extends ConnectionOptions {
+  /** The SVID's chain, PEM. */
   cert: string;
+  /** The SVID's private key, PEM. */
   key: string;
+  /** Every trust bundle's roots, PEM; only OpenSSL's first filter. */
   ca: string[];
+  /** TLS 1.2 or later. */
   minVersion: SecureVersion;
+  /** Always true. */
   rejectUnauthorized: true;
   /** Returns an Error (failing the handshake) unless the server is a verified, authorized SVID. */
   checkServerIdentity: (hostname: string, cert: PeerCertificate) => Error | undefined;
@@ -40,7 +48,7 @@ export function createClientTlsOptions(
   options: SpiffeClientOptions = {},
 ): SpiffeClientTlsOptions {
   if (typeof authorizer !== 'function') {
-    throw new SpiffeTlsError('an Authorizer is required (use authorizeAny() to accept every verified peer)');
+    throw new TlsError('config', 'an Authorizer is required (use authorizeAny() to accept every verified peer)');
   }
   const settings = options.tlsSettings ?? {};
   rejectManagedOptions(settings, 'createClientTlsOptions');

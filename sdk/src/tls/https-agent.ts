@@ -12,11 +12,19 @@ import type { Authorizer } from '../authorize/authorizer.js';
 import { silentLogger, type Logger } from '../logger.js';
 import type { X509Material, X509Source } from '../source/x509-source.js';
 import { createClientTlsOptions } from './client-options.js';
-import { SpiffeTlsError } from './errors.js';
+import { TlsError } from './errors.js';
 import { rejectManagedOptions, type ManagedTlsOption } from './tls-settings.js';
 
-export type SpiffeHttpsAgentOptions = Omit<https.AgentOptions, ManagedTlsOption> & { logger?: Logger };
+/** Options of {@link SpiffeHttpsAgent}: Node's agent options, minus the managed TLS ones. */
+export type SpiffeHttpsAgentOptions = Omit<https.AgentOptions, ManagedTlsOption> & {
+  /** Where rotations and refused servers are logged (pino-compatible). Default: nowhere. */
+  logger?: Logger;
+};
 
+/**
+ * An `https.Agent` that always connects with the source's current SVID and verifies servers by
+ * SPIFFE ID; after a rotation, idle connections of the old SVID are dropped.
+ */
 export class SpiffeHttpsAgent extends https.Agent {
   private readonly source: X509Source;
   private readonly authorizer: Authorizer;
@@ -26,11 +34,12 @@ export class SpiffeHttpsAgent extends https.Agent {
   private closed = false;
   private readonly onUpdate = (material: X509Material): void => this.rotate(material);
 
+  /** Throws a {@link TlsError} (`config`) without an authorizer, or when the source has no material yet. */
   constructor(source: X509Source, authorizer: Authorizer, options: SpiffeHttpsAgentOptions = {}) {
     const { logger, ...agentOptions } = options;
     rejectManagedOptions(agentOptions, 'SpiffeHttpsAgent');
     if (typeof authorizer !== 'function') {
-      throw new SpiffeTlsError('an Authorizer is required (use authorizeAny() to accept every verified peer)');
+      throw new TlsError('config', 'an Authorizer is required (use authorizeAny() to accept every verified peer)');
     }
     // No session cache: Node does not call checkServerIdentity on a resumed session.
     super({ ...agentOptions, maxCachedSessions: 0 });
@@ -41,6 +50,7 @@ export class SpiffeHttpsAgent extends https.Agent {
     source.on('update', this.onUpdate);
   }
 
+  /** A TLS connection with the current SVID, verifying the server by SPIFFE ID. */
   override createConnection(options: https.RequestOptions): Duplex {
     const tlsOptions = createClientTlsOptions(this.source, this.authorizer, { logger: this.logger });
     const { session: _session, ...connect } = options as tls.ConnectionOptions;
@@ -49,6 +59,7 @@ export class SpiffeHttpsAgent extends https.Agent {
     return socket;
   }
 
+  /** Keeps a socket for reuse only if it was made with the current credentials. */
   override keepSocketAlive(socket: Duplex): boolean {
     if (this.generations.get(socket) !== this.generation) return false;
     const keep: unknown = super.keepSocketAlive(socket);
@@ -80,6 +91,7 @@ export class SpiffeHttpsAgent extends https.Agent {
   }
 }
 
+/** `new SpiffeHttpsAgent(source, authorizer, options)`. */
 export function createHttpsAgent(
   source: X509Source,
   authorizer: Authorizer,

@@ -1,14 +1,22 @@
-export { SpiffeTlsError } from './errors.js';
-export { MANAGED_TLS_OPTIONS, DEFAULT_MIN_VERSION } from './tls-settings.js';
+/**
+ * SPIFFE mTLS for `node:tls`, `node:https` and `node:http2`: servers that present the current SVID
+ * and admit only verified, authorized clients, and client options and agents that verify servers
+ * by SPIFFE ID instead of hostname. Everything follows the source's rotations.
+ *
+ * @packageDocumentation
+ */
+export {
+  createTlsServer,
+  createHttpsServer,
+  createHttp2SecureServer,
+  type SpiffeTlsServerOptions,
+  type SpiffeHttpsServerOptions,
+  type SpiffeHttp2SecureServerOptions,
+} from './servers.js';
+export { attachSpiffeTls, SPIFFE_AUTHORIZATION_FAILED, type SpiffeServerOptions, type SpiffeTlsBinding } from './attach-server.js';
+export { peerSpiffeId, type PeerIdCarrier } from './peer-id.js';
+export { createClientTlsOptions, type SpiffeClientOptions, type SpiffeClientTlsOptions } from './client-options.js';
+export { SpiffeHttpsAgent, createHttpsAgent, type SpiffeHttpsAgentOptions } from './https-agent.js';
+export { verifyPeer } from './verify-peer.js';
 export type { ManagedTlsOption, TlsSettings } from './tls-settings.js';
-export { peerChainOf, verifyPeer } from './verify-peer.js';
-export { peerSpiffeId } from './peer-id.js';
-export type { PeerIdCarrier } from './peer-id.js';
-export { attachSpiffeTls, SPIFFE_AUTHORIZATION_FAILED } from './attach-server.js';
-export type { SpiffeServerOptions, SpiffeTlsBinding } from './attach-server.js';
-export { createTlsServer, createHttpsServer, createHttp2SecureServer } from './servers.js';
-export type { SpiffeTlsServerOptions, SpiffeHttpsServerOptions, SpiffeHttp2SecureServerOptions } from './servers.js';
-export { createClientTlsOptions } from './client-options.js';
-export type { SpiffeClientOptions, SpiffeClientTlsOptions } from './client-options.js';
-export { SpiffeHttpsAgent, createHttpsAgent } from './https-agent.js';
-export type { SpiffeHttpsAgentOptions } from './https-agent.js';
+export { TlsError, type TlsErrorKind } from './errors.js';

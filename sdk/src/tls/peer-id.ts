@@ -6,7 +6,7 @@
  */
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { SpiffeId } from '../spiffe-id/spiffe-id.js';
+import { SpiffeId } from '../spiffeid/spiffe-id.js';
 
 const kPeerSpiffeId = Symbol('spire-csi.peerSpiffeId');
 

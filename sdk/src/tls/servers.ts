@@ -10,20 +10,33 @@ import { attachSpiffeTls } from './attach-server.js';
 import { serverSecureContextOptions } from './server-options.js';
 import { rejectManagedOptions, type ManagedTlsOption } from './tls-settings.js';
 
-interface WithLogger {
+/** Options of {@link createTlsServer}: Node's, minus the ones the SDK manages. */
+export type SpiffeTlsServerOptions = Omit<tls.TlsOptions, ManagedTlsOption> & {
+  /** Where refused peers and credential updates are logged (pino-compatible). Default: nowhere. */
   logger?: Logger;
-}
+};
+/** Options of {@link createHttpsServer}: Node's, minus the ones the SDK manages. */
+export type SpiffeHttpsServerOptions = Omit<https.ServerOptions, ManagedTlsOption> & {
+  /** Where refused peers and credential updates are logged (pino-compatible). Default: nowhere. */
+  logger?: Logger;
+};
+/** Options of {@link createHttp2SecureServer}: Node's, minus the ones the SDK manages. */
+export type SpiffeHttp2SecureServerOptions = Omit<http2.SecureServerOptions, ManagedTlsOption> & {
+  /** Where refused peers and credential updates are logged (pino-compatible). Default: nowhere. */
+  logger?: Logger;
+};
 
-export type SpiffeTlsServerOptions = Omit<tls.TlsOptions, ManagedTlsOption> & WithLogger;
-export type SpiffeHttpsServerOptions = Omit<https.ServerOptions, ManagedTlsOption> & WithLogger;
-export type SpiffeHttp2SecureServerOptions = Omit<http2.SecureServerOptions, ManagedTlsOption> & WithLogger;
-
-function split<T extends WithLogger>(options: T, where: string): { logger: Logger | undefined; rest: Omit<T, 'logger'> } {
+function split<T extends { logger?: Logger }>(options: T, where: string): { logger: Logger | undefined; rest: Omit<T, 'logger'> } {
   const { logger, ...rest } = options;
   rejectManagedOptions(rest, where);
   return { logger, rest };
 }
 
+/**
+ * A `node:tls` server under SPIFFE mTLS: it presents the source's current SVID, requires client
+ * certificates, verifies each client against the bundle of its own trust domain and lets in only
+ * those `authorizer` allows. Follows rotations without a restart.
+ */
 export function createTlsServer(
   source: X509Source,
   authorizer: Authorizer,
@@ -36,6 +49,7 @@ export function createTlsServer(
   return server;
 }
 
+/** As {@link createTlsServer}, for `node:https`; read the caller with peerSpiffeId(req). */
 export function createHttpsServer(
   source: X509Source,
   authorizer: Authorizer,
@@ -48,6 +62,7 @@ export function createHttpsServer(
   return server;
 }
 
+/** As {@link createTlsServer}, for `node:http2` (`allowHTTP1` works too). */
 export function createHttp2SecureServer(
   source: X509Source,
   authorizer: Authorizer,

@@ -4,30 +4,55 @@
  * another certificate, disabling verification, resuming an unverified session) is refused.
  */
 import type { SecureContextOptions, SecureVersion } from 'node:tls';
-import { SpiffeTlsError } from './errors.js';
+import { TlsError } from './errors.js';
 
-export const MANAGED_TLS_OPTIONS = [
-  'cert',
-  'key',
-  'pfx',
-  'passphrase',
-  'ca',
-  'crl',
-  'requestCert',
-  'rejectUnauthorized',
-  'checkServerIdentity',
-  'SNICallback',
-  'secureContext',
-  'secureProtocol',
-  'session',
-  'ticketKeys',
-  'clientCertEngine',
-  'privateKeyEngine',
-  'privateKeyIdentifier',
-  'maxCachedSessions',
-] as const;
+/**
+ * The Node TLS options a SPIFFE-managed endpoint sets itself (identity, trust, verification,
+ * session reuse) and refuses from callers.
+ */
+export type ManagedTlsOption =
+  | 'cert'
+  | 'key'
+  | 'pfx'
+  | 'passphrase'
+  | 'ca'
+  | 'crl'
+  | 'requestCert'
+  | 'rejectUnauthorized'
+  | 'checkServerIdentity'
+  | 'SNICallback'
+  | 'secureContext'
+  | 'secureProtocol'
+  | 'session'
+  | 'ticketKeys'
+  | 'clientCertEngine'
+  | 'privateKeyEngine'
+  | 'privateKeyIdentifier'
+  | 'maxCachedSessions';
 
-export type ManagedTlsOption = (typeof MANAGED_TLS_OPTIONS)[number];
+// A record, not a list, so the compiler proves every managed option is checked.
+const MANAGED: Readonly<Record<ManagedTlsOption, true>> = {
+  cert: true,
+  key: true,
+  pfx: true,
+  passphrase: true,
+  ca: true,
+  crl: true,
+  requestCert: true,
+  rejectUnauthorized: true,
+  checkServerIdentity: true,
+  SNICallback: true,
+  secureContext: true,
+  secureProtocol: true,
+  session: true,
+  ticketKeys: true,
+  clientCertEngine: true,
+  privateKeyEngine: true,
+  privateKeyIdentifier: true,
+  maxCachedSessions: true,
+};
+
+export const MANAGED_TLS_OPTIONS = Object.keys(MANAGED) as readonly ManagedTlsOption[];
 
 /** Tunables of the TLS context (ciphers, sigalgs, curves, maxVersion, ...); never identity or trust. */
 export type TlsSettings = Omit<SecureContextOptions, ManagedTlsOption>;
@@ -40,7 +65,7 @@ const ALLOWED_MIN_VERSIONS: readonly string[] = ['TLSv1.2', 'TLSv1.3'];
 export function rejectManagedOptions(options: object, where: string): void {
   for (const name of MANAGED_TLS_OPTIONS) {
     if ((options as Record<string, unknown>)[name] !== undefined) {
-      throw new SpiffeTlsError(`${where}: option "${name}" is managed from the X509Source and cannot be set`);
+      throw new TlsError('config', `${where}: option "${name}" is managed from the X509Source and cannot be set`);
     }
   }
 }
@@ -48,7 +73,7 @@ export function rejectManagedOptions(options: object, where: string): void {
 export function minVersionOf(requested: unknown): SecureVersion {
   if (requested === undefined) return DEFAULT_MIN_VERSION;
   if (typeof requested !== 'string' || !ALLOWED_MIN_VERSIONS.includes(requested)) {
-    throw new SpiffeTlsError(`minVersion must be TLSv1.2 or TLSv1.3, got ${String(requested)}`);
+    throw new TlsError('config', `minVersion must be TLSv1.2 or TLSv1.3, got ${String(requested)}`);
   }
   return requested as SecureVersion;
 }

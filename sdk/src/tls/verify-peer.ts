@@ -49,7 +49,11 @@ export function authorizePeer(verified: VerifiedSvid, authorizer: Authorizer): V
   return verified;
 }
 
-/** Throws (X509VerificationError, AuthorizationError, ...) unless the peer is verified and allowed. */
+/**
+ * Verifies a peer chain (leaf first) against the bundle of its own trust domain, then runs
+ * `authorizer`. Throws (an X509Error of kind `verification`, the authorizer's AuthorizationError, ...)
+ * unless the peer is verified and allowed. Results are remembered per bundle set object.
+ */
 export function verifyPeer(
   chain: readonly (X509Certificate | Uint8Array)[],
   bundles: X509BundleSource,

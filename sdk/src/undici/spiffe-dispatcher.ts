@@ -12,10 +12,13 @@ import type { Authorizer } from '../authorize/authorizer.js';
 import { silentLogger, type Logger } from '../logger.js';
 import type { X509Material, X509Source } from '../source/x509-source.js';
 import { createClientTlsOptions } from '../tls/client-options.js';
-import { SpiffeTlsError, messageOf } from '../tls/errors.js';
+import { messageOf } from '../internal/error-text.js';
+import { TlsError } from '../tls/errors.js';
 import { rejectManagedOptions, type TlsSettings } from '../tls/tls-settings.js';
 
+/** Options of {@link SpiffeDispatcher}: undici Agent options (minus `connect`), a logger and TLS tunables. */
 export interface SpiffeDispatcherOptions extends Omit<Agent.Options, 'connect'> {
+  /** Where rotations and refused servers are logged (pino-compatible). Default: nowhere. */
   logger?: Logger;
   /** TLS tunables (ciphers, sigalgs, maxVersion, ...); identity and trust come from the source. */
   tlsSettings?: TlsSettings;
@@ -23,6 +26,12 @@ export interface SpiffeDispatcherOptions extends Omit<Agent.Options, 'connect'> 
 
 const FORWARDED_EVENTS = ['connect', 'disconnect', 'connectionError', 'drain'] as const;
 
+/**
+ * An undici Dispatcher for SPIFFE mTLS clients: it presents the source's current SVID and accepts
+ * only servers that verify against the bundle of their own trust domain and pass `authorizer`.
+ * Use it with this module's `fetch` and `request` (same undici), or as undici's global
+ * dispatcher. On rotation new requests go to a fresh Agent while in-flight ones finish.
+ */
 export class SpiffeDispatcher extends Dispatcher {
   readonly #source: X509Source;
   readonly #authorizer: Authorizer;
@@ -37,10 +46,11 @@ export class SpiffeDispatcher extends Dispatcher {
   #destroying: Promise<void> | undefined;
   readonly #onUpdate = (material: X509Material): void => this.#rotate(material);
 
+  /** Throws a {@link TlsError} (`config`) without an authorizer or with a managed TLS option. */
   constructor(source: X509Source, authorizer: Authorizer, options: SpiffeDispatcherOptions = {}) {
     super();
     if (typeof authorizer !== 'function') {
-      throw new SpiffeTlsError('an Authorizer is required (use authorizeAny() to accept every verified peer)');
+      throw new TlsError('config', 'an Authorizer is required (use authorizeAny() to accept every verified peer)');
     }
     const { logger, tlsSettings, ...agentOptions } = options;
     rejectManagedOptions(tlsSettings ?? {}, 'SpiffeDispatcher');
@@ -58,11 +68,13 @@ export class SpiffeDispatcher extends Dispatcher {
     return this.#closing !== undefined || this.#destroying !== undefined;
   }
 
+  /** Sends the request through the agent of the current credentials. */
   override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
     // After close() this is a closed Agent, which reports ClientClosedError through the handler.
     return this.#agent.dispatch(options, handler);
   }
 
+  /** Stops following the source and closes every agent once its requests have finished. Idempotent. */
   override close(): Promise<void>;
   override close(callback: () => void): void;
   override close(callback?: () => void): Promise<void> | void {
@@ -75,6 +87,7 @@ export class SpiffeDispatcher extends Dispatcher {
     this.#closing.then(callback, callback);
   }
 
+  /** Stops following the source and aborts every request in flight. Idempotent. */
   override destroy(): Promise<void>;
   override destroy(err: Error | null): Promise<void>;
   override destroy(callback: () => void): void;

@@ -2,13 +2,7 @@
  * A minimal DER reader: just enough ASN.1 to walk certificates and pull out the extensions that
  * Node's X509Certificate does not expose faithfully (key usage bits, URI SANs, basic constraints).
  */
-
-export class DerError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(`der: ${message}`, options);
-    this.name = 'DerError';
-  }
-}
+import { X509Error } from './errors.js';
 
 export interface DerNode {
   /** The full identifier octet (class, constructed bit and tag number for low tags). */
@@ -34,9 +28,9 @@ export const DerTag = {
 
 /** Reads one TLV starting at `offset`, bounded by `limit`. High-tag-number form is rejected. */
 export function readDer(buffer: Uint8Array, offset = 0, limit = buffer.length): DerNode {
-  if (offset + 2 > limit) throw new DerError(`truncated element at offset ${offset}`);
+  if (offset + 2 > limit) throw new X509Error('der', `truncated element at offset ${offset}`);
   const tag = buffer[offset]!;
-  if ((tag & 0x1f) === 0x1f) throw new DerError(`high tag numbers are not supported (offset ${offset})`);
+  if ((tag & 0x1f) === 0x1f) throw new X509Error('der', `high tag numbers are not supported (offset ${offset})`);
   let pos = offset + 1;
   const first = buffer[pos++]!;
   let length: number;
@@ -44,17 +38,17 @@ export function readDer(buffer: Uint8Array, offset = 0, limit = buffer.length): 
     length = first;
   } else {
     const count = first & 0x7f;
-    if (count === 0) throw new DerError(`indefinite length is not DER (offset ${offset})`);
-    if (count > 4) throw new DerError(`length of ${count} octets is too large (offset ${offset})`);
-    if (pos + count > limit) throw new DerError(`truncated length at offset ${offset}`);
+    if (count === 0) throw new X509Error('der', `indefinite length is not DER (offset ${offset})`);
+    if (count > 4) throw new X509Error('der', `length of ${count} octets is too large (offset ${offset})`);
+    if (pos + count > limit) throw new X509Error('der', `truncated length at offset ${offset}`);
     length = 0;
     for (let i = 0; i < count; i++) length = length * 256 + buffer[pos++]!;
     if (length < 0x80 || (count > 1 && buffer[pos - count] === 0)) {
-      throw new DerError(`non-minimal length encoding at offset ${offset}`);
+      throw new X509Error('der', `non-minimal length encoding at offset ${offset}`);
     }
   }
   const end = pos + length;
-  if (end > limit) throw new DerError(`element at offset ${offset} runs past its container`);
+  if (end > limit) throw new X509Error('der', `element at offset ${offset} runs past its container`);
   return { tag, start: offset, contentStart: pos, end, buffer };
 }
 
@@ -80,17 +74,17 @@ export function derBytes(node: DerNode): Uint8Array {
 
 /** Decodes an OBJECT IDENTIFIER node to dotted form. */
 export function derOid(node: DerNode): string {
-  if (node.tag !== DerTag.OID) throw new DerError(`expected an OID, found tag 0x${node.tag.toString(16)}`);
+  if (node.tag !== DerTag.OID) throw new X509Error('der', `expected an OID, found tag 0x${node.tag.toString(16)}`);
   const bytes = derContent(node);
-  if (bytes.length === 0) throw new DerError('empty OID');
+  if (bytes.length === 0) throw new X509Error('der', 'empty OID');
   const parts: number[] = [];
   let value = 0;
   let started = false;
   for (const byte of bytes) {
     // X.690 §8.19.2: an arc must not start with 0x80 (that would be a non-minimal encoding).
-    if (!started && byte === 0x80) throw new DerError('non-minimal OID arc encoding');
+    if (!started && byte === 0x80) throw new X509Error('der', 'non-minimal OID arc encoding');
     value = value * 128 + (byte & 0x7f);
-    if (value > Number.MAX_SAFE_INTEGER) throw new DerError('OID arc too large');
+    if (value > Number.MAX_SAFE_INTEGER) throw new X509Error('der', 'OID arc too large');
     started = true;
     if ((byte & 0x80) === 0) {
       parts.push(value);
@@ -99,7 +93,7 @@ export function derOid(node: DerNode): string {
     }
   }
   // A dangling continuation bit means the last arc was cut off; dropping it would alias OIDs.
-  if (started) throw new DerError('truncated OID');
+  if (started) throw new X509Error('der', 'truncated OID');
   const head = parts.shift() ?? 0;
   const first = head < 80 ? Math.floor(head / 40) : 2;
   return [first, head - first * 40, ...parts].join('.');

@@ -5,7 +5,8 @@
  * duplicate extensions are silently merged.
  */
 import type { X509Certificate } from 'node:crypto';
-import { DerError, DerTag, derChildren, derContent, derOid, readDer, type DerNode } from './der.js';
+import { DerTag, derChildren, derContent, derOid, readDer, type DerNode } from './der.js';
+import { X509Error } from './errors.js';
 
 export const OID = {
   subjectKeyIdentifier: '2.5.29.14',
@@ -82,10 +83,10 @@ const CONTEXT_DNS = 0x82; // [2] IMPLICIT IA5String in GeneralName
 const cache = new WeakMap<X509Certificate, ReadonlyMap<string, CertificateExtension>>();
 
 function expectTag(node: DerNode, tag: number, what: string): void {
-  if (node.tag !== tag) throw new DerError(`${what}: expected tag 0x${tag.toString(16)}, found 0x${node.tag.toString(16)}`);
+  if (node.tag !== tag) throw new X509Error('der', `${what}: expected tag 0x${tag.toString(16)}, found 0x${node.tag.toString(16)}`);
 }
 
-/** Every extension of `cert` keyed by OID. Throws DerError on malformed DER or duplicates. */
+/** Every extension of `cert` keyed by OID. Throws an X509Error (`der`) on malformed DER or duplicates. */
 export function extensionsOf(cert: X509Certificate): ReadonlyMap<string, CertificateExtension> {
   const cached = cache.get(cert);
   if (cached) return cached;
@@ -98,15 +99,15 @@ export function extensionsOf(cert: X509Certificate): ReadonlyMap<string, Certifi
 export function parseExtensions(der: Uint8Array): ReadonlyMap<string, CertificateExtension> {
   const certificate = readDer(der);
   expectTag(certificate, DerTag.SEQUENCE, 'certificate');
-  if (certificate.end !== der.length) throw new DerError('trailing data after the certificate');
+  if (certificate.end !== der.length) throw new X509Error('der', 'trailing data after the certificate');
   const [tbs] = derChildren(certificate);
-  if (!tbs) throw new DerError('certificate has no tbsCertificate');
+  if (!tbs) throw new X509Error('der', 'certificate has no tbsCertificate');
   expectTag(tbs, DerTag.SEQUENCE, 'tbsCertificate');
   const out = new Map<string, CertificateExtension>();
   const wrapper = derChildren(tbs).find((node) => node.tag === CONTEXT_EXTENSIONS);
   if (!wrapper) return out;
   const [list, ...extra] = derChildren(wrapper);
-  if (!list || extra.length > 0) throw new DerError('malformed extensions wrapper');
+  if (!list || extra.length > 0) throw new X509Error('der', 'malformed extensions wrapper');
   expectTag(list, DerTag.SEQUENCE, 'extensions');
   for (const ext of derChildren(list)) {
     expectTag(ext, DerTag.SEQUENCE, 'extension');
@@ -117,25 +118,25 @@ export function parseExtensions(der: Uint8Array): ReadonlyMap<string, Certificat
     if (valueNode.tag === DerTag.BOOLEAN) {
       critical = derBoolean(valueNode);
       valueNode = parts[2] ?? missing(`value of extension ${oid}`);
-      if (parts.length > 3) throw new DerError(`extension ${oid} has trailing fields`);
+      if (parts.length > 3) throw new X509Error('der', `extension ${oid} has trailing fields`);
     } else if (parts.length > 2) {
-      throw new DerError(`extension ${oid} has trailing fields`);
+      throw new X509Error('der', `extension ${oid} has trailing fields`);
     }
     expectTag(valueNode, DerTag.OCTET_STRING, `extension ${oid} value`);
     // RFC 5280 §4.2: at most one instance of each extension; two SANs could disagree.
-    if (out.has(oid)) throw new DerError(`duplicate extension ${oid}`);
+    if (out.has(oid)) throw new X509Error('der', `duplicate extension ${oid}`);
     out.set(oid, { oid, critical, value: derContent(valueNode) });
   }
   return out;
 }
 
 function missing(what: string): never {
-  throw new DerError(`missing ${what}`);
+  throw new X509Error('der', `missing ${what}`);
 }
 
 function derBoolean(node: DerNode): boolean {
   const content = derContent(node);
-  if (content.length !== 1) throw new DerError('BOOLEAN must be one byte');
+  if (content.length !== 1) throw new X509Error('der', 'BOOLEAN must be one byte');
   return content[0] !== 0;
 }
 
@@ -145,11 +146,11 @@ export function keyUsageOf(cert: X509Certificate): KeyUsage | undefined {
   if (!ext) return undefined;
   const node = readDer(ext.value);
   expectTag(node, DerTag.BIT_STRING, 'key usage');
-  if (node.end !== ext.value.length) throw new DerError('trailing data after key usage');
+  if (node.end !== ext.value.length) throw new X509Error('der', 'trailing data after key usage');
   const bytes = derContent(node);
   const unused = bytes[0];
   if (unused === undefined || unused > 7 || (bytes.length === 1 && unused !== 0)) {
-    throw new DerError('malformed key usage BIT STRING');
+    throw new X509Error('der', 'malformed key usage BIT STRING');
   }
   const bit = (i: number): boolean => {
     const byte = bytes[1 + (i >> 3)];
@@ -173,7 +174,7 @@ export function basicConstraintsOf(cert: X509Certificate): BasicConstraints | un
   for (const child of derChildren(node)) {
     if (child.tag === DerTag.BOOLEAN) ca = derBoolean(child);
     else if (child.tag === DerTag.INTEGER) pathLength = derSmallInteger(child);
-    else throw new DerError('unexpected field in basic constraints');
+    else throw new X509Error('der', 'unexpected field in basic constraints');
   }
   return { critical: ext.critical, ca, pathLength };
 }
@@ -181,7 +182,7 @@ export function basicConstraintsOf(cert: X509Certificate): BasicConstraints | un
 function derSmallInteger(node: DerNode): number {
   const bytes = derContent(node);
   if (bytes.length === 0 || bytes.length > 4 || (bytes[0]! & 0x80) !== 0) {
-    throw new DerError('expected a small non-negative INTEGER');
+    throw new X509Error('der', 'expected a small non-negative INTEGER');
   }
   return bytes.reduce((acc, b) => acc * 256 + b, 0);
 }

@@ -4,8 +4,9 @@
  * closed: ignoring a critical constraint would accept names its issuer meant to forbid.
  */
 import type { X509Certificate } from 'node:crypto';
-import { DerError, DerTag, derChildren, derContent, readDer, type DerNode } from './der.js';
-import { messageOf } from './errors.js';
+import { DerTag, derChildren, derContent, readDer, type DerNode } from './der.js';
+import { X509Error } from './errors.js';
+import { messageOf } from '../internal/error-text.js';
 import { OID, dnsSansOf, extensionsOf, uriSansOf } from './extensions.js';
 import { describeCert, type Fail } from './svid-rules.js';
 
@@ -28,13 +29,13 @@ export function nameConstraintsOf(cert: X509Certificate): NameConstraints | unde
   const ext = extensionsOf(cert).get(OID.nameConstraints);
   if (!ext) return undefined;
   const node = readDer(ext.value);
-  if (node.tag !== DerTag.SEQUENCE) throw new DerError('name constraints must be a SEQUENCE');
+  if (node.tag !== DerTag.SEQUENCE) throw new X509Error('der', 'name constraints must be a SEQUENCE');
   let permitted: Subtrees | undefined;
   let excluded: Subtrees | undefined;
   for (const child of derChildren(node)) {
     if (child.tag === PERMITTED) permitted = parseSubtrees(child);
     else if (child.tag === EXCLUDED) excluded = parseSubtrees(child);
-    else throw new DerError('unexpected field in name constraints');
+    else throw new X509Error('der', 'unexpected field in name constraints');
   }
   return { permitted, excluded };
 }
@@ -42,15 +43,15 @@ export function nameConstraintsOf(cert: X509Certificate): NameConstraints | unde
 function parseSubtrees(node: DerNode): Subtrees {
   const out: Subtrees = { uri: [], dns: [] };
   for (const subtree of derChildren(node)) {
-    if (subtree.tag !== DerTag.SEQUENCE) throw new DerError('GeneralSubtree must be a SEQUENCE');
+    if (subtree.tag !== DerTag.SEQUENCE) throw new X509Error('der', 'GeneralSubtree must be a SEQUENCE');
     const [base, ...bounds] = derChildren(subtree);
-    if (!base) throw new DerError('GeneralSubtree has no base');
+    if (!base) throw new X509Error('der', 'GeneralSubtree has no base');
     // minimum must be 0 and maximum absent (RFC 5280); anything else is a form we do not implement.
-    if (bounds.length > 0) throw new DerError('name constraint minimum/maximum are not supported');
+    if (bounds.length > 0) throw new X509Error('der', 'name constraint minimum/maximum are not supported');
     const value = Buffer.from(derContent(base)).toString('latin1').toLowerCase();
     if (base.tag === GENERAL_NAME_URI) out.uri.push(value);
     else if (base.tag === GENERAL_NAME_DNS) out.dns.push(value);
-    else throw new DerError(`unsupported name constraint type (tag 0x${base.tag.toString(16)})`);
+    else throw new X509Error('der', `unsupported name constraint type (tag 0x${base.tag.toString(16)})`);
   }
   return out;
 }

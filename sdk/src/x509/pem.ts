@@ -2,13 +2,7 @@
  * Strict PEM handling for the SPIFFE file formats: blocks with no headers and nothing but
  * whitespace between them (SPIFFE Filesystem Delivery, RFC 7468 strict encoding).
  */
-
-export class PemError extends Error {
-  constructor(message: string) {
-    super(`pem: ${message}`);
-    this.name = 'PemError';
-  }
-}
+import { X509Error } from './errors.js';
 
 export interface PemBlock {
   readonly label: string;
@@ -24,23 +18,23 @@ export function decodePem(text: string): PemBlock[] {
   let last = 0;
   for (const match of text.matchAll(BLOCK)) {
     const between = text.slice(last, match.index);
-    if (between.trim() !== '') throw new PemError('unexpected data between PEM blocks');
+    if (between.trim() !== '') throw new X509Error('pem', 'unexpected data between PEM blocks');
     const [, begin, body, end] = match as unknown as [string, string, string, string];
-    if (begin !== end) throw new PemError(`BEGIN ${begin} closed by END ${end}`);
+    if (begin !== end) throw new X509Error('pem', `BEGIN ${begin} closed by END ${end}`);
     const lines = body.split(/\r?\n/).filter((line) => line.length > 0);
     for (const line of lines) {
-      if (line.includes(':')) throw new PemError(`PEM headers are not allowed (in ${begin} block)`);
-      if (!BASE64_LINE.test(line)) throw new PemError(`invalid base64 in ${begin} block`);
+      if (line.includes(':')) throw new X509Error('pem', `PEM headers are not allowed (in ${begin} block)`);
+      if (!BASE64_LINE.test(line)) throw new X509Error('pem', `invalid base64 in ${begin} block`);
     }
     const base64 = lines.join('');
     const der = Buffer.from(base64, 'base64');
     // Node's decoder skips garbage and misplaced padding; a round trip proves the text was canonical.
-    if (der.toString('base64') !== base64) throw new PemError(`invalid base64 in ${begin} block`);
-    if (der.length === 0) throw new PemError(`empty ${begin} block`);
+    if (der.toString('base64') !== base64) throw new X509Error('pem', `invalid base64 in ${begin} block`);
+    if (der.length === 0) throw new X509Error('pem', `empty ${begin} block`);
     blocks.push({ label: begin, der });
     last = (match.index ?? 0) + match[0].length;
   }
-  if (text.slice(last).trim() !== '') throw new PemError('unexpected data after the last PEM block');
+  if (text.slice(last).trim() !== '') throw new X509Error('pem', 'unexpected data after the last PEM block');
   return blocks;
 }
 

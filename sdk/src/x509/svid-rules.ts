@@ -1,11 +1,11 @@
 /**
  * The per-certificate rules of X509-SVID.md (§4.1, §4.3, §5.2), shared by parsing our own SVID
  * and verifying a peer's. Callers pass an error factory so the same rule surfaces as
- * X509SvidError when loading credentials and as X509VerificationError during a handshake.
+ * an `svid` X509Error when loading credentials and as a `verification` one during a handshake.
  */
 import type { X509Certificate } from 'node:crypto';
-import { SpiffeId } from '../spiffe-id/spiffe-id.js';
-import { messageOf } from './errors.js';
+import { SpiffeId } from '../spiffeid/spiffe-id.js';
+import { messageOf } from '../internal/error-text.js';
 import { basicConstraintsOf, keyUsageOf, unhandledCriticalExtensionsOf, uriSansOf } from './extensions.js';
 
 export type Fail = (message: string, cause?: unknown) => Error;

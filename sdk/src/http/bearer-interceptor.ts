@@ -19,13 +19,16 @@
  * is the caller's decision.
  */
 import type { Dispatcher } from 'undici';
-import { BearerTokenError, messageOf } from './errors.js';
+import { messageOf } from '../internal/error-text.js';
+import { HttpAuthError } from './errors.js';
 
 /** Anything that returns the current token, e.g. a JwtSource. */
 export interface BearerTokenProvider {
+  /** The current token for `audience`; throws when there is none. */
   getToken(audience?: string): string;
 }
 
+/** Options of {@link bearerTokenInterceptor}. */
 export interface BearerTokenInterceptorOptions {
   /** Origins (`https://host[:port]`) that receive the token. Nothing else ever does. */
   readonly origins: readonly (string | URL)[];
@@ -43,14 +46,14 @@ function parseOrigin(value: string | URL): string {
   try {
     url = value instanceof URL ? value : new URL(value);
   } catch (err) {
-    throw new BearerTokenError(`origin ${JSON.stringify(String(value))} is not a URL: ${messageOf(err)}`, { cause: err });
+    throw new HttpAuthError('config', `origin ${JSON.stringify(String(value))} is not a URL: ${messageOf(err)}`, { cause: err });
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-    throw new BearerTokenError(`origin ${JSON.stringify(url.href)} must be http: or https:`);
+    throw new HttpAuthError('config', `origin ${JSON.stringify(url.href)} must be http: or https:`);
   }
   // A path, query or credentials would suggest a narrower scope than an origin check can enforce.
   if ((url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '') {
-    throw new BearerTokenError(`origin ${JSON.stringify(url.href)} must be scheme://host[:port] only`);
+    throw new HttpAuthError('config', `origin ${JSON.stringify(url.href)} must be scheme://host[:port] only`);
   }
   return url.origin;
 }
@@ -91,14 +94,21 @@ function withAuthorization(headers: Headers, value: string): Headers {
 /** Characters a JWS compact serialization can contain; anything else would corrupt the header. */
 const TOKEN_SYNTAX = /^[A-Za-z0-9_.-]+$/;
 
+/**
+ * An undici interceptor that adds `Authorization: Bearer <token>` from `provider`, read per request,
+ * to requests for the listed origins only. Compose it onto a dispatcher:
+ * `dispatcher.compose(bearerTokenInterceptor(jwtSource, { origins, audience }))`. Throws an
+ * {@link HttpAuthError} (`config`) for bad options; at request time, a provider without a token
+ * fails the request rather than sending it unauthenticated.
+ */
 export function bearerTokenInterceptor(
   provider: BearerTokenProvider,
   options: BearerTokenInterceptorOptions,
 ): Dispatcher.DispatcherComposeInterceptor {
-  if (typeof provider?.getToken !== 'function') throw new BearerTokenError('a token provider with getToken() is required (e.g. a JwtSource)');
+  if (typeof provider?.getToken !== 'function') throw new HttpAuthError('config', 'a token provider with getToken() is required (e.g. a JwtSource)');
   const origins = options?.origins;
   if (!Array.isArray(origins) || origins.length === 0) {
-    throw new BearerTokenError('options.origins must list at least one origin; the token is never sent to other origins');
+    throw new HttpAuthError('config', 'options.origins must list at least one origin; the token is never sent to other origins');
   }
   const allowed = new Set(origins.map(parseOrigin));
   const audience = options.audience;
@@ -110,7 +120,7 @@ export function bearerTokenInterceptor(
       // source that is not ready fails the request instead of sending it unauthenticated.
       const token = audience === undefined ? provider.getToken() : provider.getToken(audience);
       if (typeof token !== 'string' || !TOKEN_SYNTAX.test(token)) {
-        throw new BearerTokenError('the token provider returned something that is not a compact JWS');
+        throw new HttpAuthError('token', 'the token provider returned something that is not a compact JWS');
       }
       return dispatch({ ...opts, headers: withAuthorization(opts.headers, `Bearer ${token}`) }, handler);
     };

@@ -18,17 +18,21 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Authorizer } from '../authorize/authorizer.js';
 import { systemClock, type Clock } from '../clock/clock.js';
-import type { SpiffeId } from '../spiffe-id/spiffe-id.js';
-import { JwtAuthenticationError, JwtSvidError, MISSING_TOKEN_REASON, messageOf, type JwtSvidErrorKind } from './errors.js';
-import type { JwtBundleSource } from './jwt-bundle.js';
-import type { JwtBundleSet } from './jwt-bundle-set.js';
-import { validateJwtSvid, type ValidatedJwtSvid } from './validate.js';
+import type { SpiffeId } from '../spiffeid/spiffe-id.js';
+import { messageOf } from '../internal/error-text.js';
+import { JwtError, type JwtErrorKind } from '../jwt/errors.js';
+import type { JwtBundleSource } from '../jwt/jwt-bundle.js';
+import type { JwtBundleSet } from '../jwt/jwt-bundle-set.js';
+import { validateJwtSvid, type ValidatedJwtSvid } from '../jwt/validate.js';
+import { JwtAuthenticationError, MISSING_TOKEN_REASON } from './errors.js';
 
 /** A node IncomingMessage, a fastify/express request, or anything with fetch-style Headers. */
 export interface RequestWithHeaders {
+  /** The request headers; only `authorization` is read. */
   readonly headers: IncomingHttpHeaders | Readonly<Record<string, string | string[] | undefined>> | { get(name: string): string | null };
 }
 
+/** Options of {@link authenticateJwtSvid} and jwtSvidMiddleware. */
 export interface JwtAuthenticationOptions {
   /** The audience(s) this service identifies with; the token's `aud` must contain one. */
   readonly audience: string | readonly string[];
@@ -57,7 +61,7 @@ export function jwtPeerId(req: object): SpiffeId | undefined {
 }
 
 /** Short, client-safe reasons; details stay in the error message for logs. */
-const PUBLIC_REASONS: Partial<Record<JwtSvidErrorKind, string>> = {
+const PUBLIC_REASONS: Partial<Record<JwtErrorKind, string>> = {
   expired: 'token has expired',
   'not-yet-valid': 'token is not valid yet',
   audience: 'token audience not accepted',
@@ -118,7 +122,7 @@ export async function authenticateJwtSvidDetailed(req: RequestWithHeaders, optio
       clockSkewMs: options.clockSkewMs,
     });
   } catch (err) {
-    if (!(err instanceof JwtSvidError) || err.kind === 'config') throw err;
+    if (!(err instanceof JwtError) || err.kind === 'config') throw err;
     throw new JwtAuthenticationError(401, PUBLIC_REASONS[err.kind] ?? 'invalid token', `invalid JWT-SVID: ${err.message}`, { cause: err });
   }
   if (options.authorizer !== undefined) {

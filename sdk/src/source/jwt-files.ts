@@ -14,12 +14,19 @@ import {
   JWT_SVID_AUDIENCE_FILE_SUFFIX,
   audienceOfJwtSvidFileName,
 } from '../layout/layout.js';
-import { TrustDomain } from '../spiffe-id/trust-domain.js';
-import { JwtSourceError, messageOf } from './errors.js';
-import { JwtBundle } from './jwt-bundle.js';
-import { JwtBundleSet } from './jwt-bundle-set.js';
-import { JwtSvidToken } from './jwt-svid.js';
+import { TrustDomain } from '../spiffeid/trust-domain.js';
+import { messageOf } from '../internal/error-text.js';
+import { JwtBundle } from '../jwt/jwt-bundle.js';
+import { JwtBundleSet } from '../jwt/jwt-bundle-set.js';
+import { JwtSvidToken } from '../jwt/jwt-svid.js';
+import { SourceError, type SourceErrorKind } from './errors.js';
 
+/** Every error of this file is JwtSource's. */
+function jwtSourceError(kind: SourceErrorKind, message: string, options?: { cause?: unknown }): SourceError {
+  return new SourceError('jwtsource', kind, message, options);
+}
+
+/** The JWT-SVIDs and JWT bundles of one read of the folder. */
 export interface JwtMaterial {
   /**
    * The token of the single token file (default `jwt-svid.token`), whatever its audiences; null
@@ -28,6 +35,7 @@ export interface JwtMaterial {
   readonly svid: JwtSvidToken | null;
   /** Tokens of the per-audience files, by audience; each one's `aud` is exactly that audience. */
   readonly audienceTokens: ReadonlyMap<string, JwtSvidToken>;
+  /** The JWT bundles, one per `<trust-domain>.jwt-bundle.json`. */
   readonly bundles: JwtBundleSet;
 }
 
@@ -41,9 +49,9 @@ export interface ParsedJwtFiles {
 export function checkTokenFileName(name: unknown): string {
   if (name === undefined) return DEFAULT_JWT_SVID_FILE;
   if (typeof name !== 'string' || name === '' || name.includes('/') || name.includes('\\') || name.startsWith('.')) {
-    throw new JwtSourceError('config', `tokenFile must be a plain file name (no "/", no leading "."), got ${JSON.stringify(name)}`);
+    throw jwtSourceError('config', `tokenFile must be a plain file name (no "/", no leading "."), got ${JSON.stringify(name)}`);
   }
-  if (name.endsWith(JWT_BUNDLE_SUFFIX)) throw new JwtSourceError('config', `tokenFile must not end in ${JWT_BUNDLE_SUFFIX}`);
+  if (name.endsWith(JWT_BUNDLE_SUFFIX)) throw jwtSourceError('config', `tokenFile must not end in ${JWT_BUNDLE_SUFFIX}`);
   return name;
 }
 
@@ -69,12 +77,12 @@ function parseToken(name: string, raw: Buffer): JwtSvidToken {
     // Writers commonly end the file with a newline; it is not part of the token.
     return JwtSvidToken.parse(raw.toString('utf8').trim());
   } catch (err) {
-    throw new JwtSourceError('invalid', `${name}: ${messageOf(err)}`, { cause: err });
+    throw jwtSourceError('invalid', `${name}: ${messageOf(err)}`, { cause: err });
   }
 }
 
 /**
- * JwtMaterial from the bytes of one snapshot. Throws JwtSourceError naming the bad file. The
+ * JwtMaterial from the bytes of one snapshot. Throws a `jwtsource` SourceError naming the bad file. The
  * tokens' expiry is not checked here: that depends on the clock, not on the files.
  */
 export function parseJwtFiles(files: ReadonlyMap<string, Buffer>, tokenFile: string, requireToken = true): ParsedJwtFiles {
@@ -93,7 +101,7 @@ export function parseJwtFiles(files: ReadonlyMap<string, Buffer>, tokenFile: str
     // The file name promises a token nobody but this audience accepts; anything else is refused
     // whole rather than served under that promise.
     if (!token.isOnlyFor(audience)) {
-      throw new JwtSourceError(
+      throw jwtSourceError(
         'invalid',
         `${name}: holds a JWT-SVID for audience ${JSON.stringify(token.audience)}, expected exactly ${JSON.stringify([audience])}`,
       );
@@ -102,7 +110,7 @@ export function parseJwtFiles(files: ReadonlyMap<string, Buffer>, tokenFile: str
     if (name !== tokenFile) sources.push(name);
   }
   if (requireToken && svid === null && audienceTokens.size === 0) {
-    throw new JwtSourceError(
+    throw jwtSourceError(
       'missing',
       `no JWT-SVID file ${tokenFile} or ${JWT_SVID_AUDIENCE_FILE_PREFIX}<audience>${JWT_SVID_AUDIENCE_FILE_SUFFIX} ` +
         '(the volume needs the csi.spire.io/jwt-audiences attribute)',
@@ -115,7 +123,7 @@ export function parseJwtFiles(files: ReadonlyMap<string, Buffer>, tokenFile: str
     try {
       bundles.push(JwtBundle.parse(td, content));
     } catch (err) {
-      throw new JwtSourceError('invalid', `${name}: ${messageOf(err)}`, { cause: err });
+      throw jwtSourceError('invalid', `${name}: ${messageOf(err)}`, { cause: err });
     }
     sources.push(name);
   }

@@ -20,14 +20,18 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { silentLogger, type Logger } from '../logger.js';
 import { authenticateJwtSvid, type JwtAuthenticationOptions } from './authenticate.js';
-import { JwtAuthenticationError, messageOf } from './errors.js';
+import { messageOf } from '../internal/error-text.js';
+import { JwtAuthenticationError } from './errors.js';
 
+/** Options of {@link jwtSvidMiddleware}. */
 export interface JwtSvidMiddlewareOptions extends JwtAuthenticationOptions {
   /** Rejections are logged at debug (401) / info (403), with the reason but never the token. */
   readonly logger?: Logger;
 }
 
+/** connect/express `next`: called without an argument to go on, with one for a server-side error. */
 export type JwtSvidNextFunction = (err?: unknown) => void;
+/** A `(req, res, next)` middleware for node:http, express and connect. */
 export type JwtSvidMiddleware = (req: IncomingMessage, res: ServerResponse, next: JwtSvidNextFunction) => void;
 
 function refuse(res: ServerResponse, error: JwtAuthenticationError): void {
@@ -45,6 +49,11 @@ function refuse(res: ServerResponse, error: JwtAuthenticationError): void {
   res.end(body);
 }
 
+/**
+ * `(req, res, next)` middleware that lets in requests with a valid JWT-SVID for `options.audience`
+ * whose SPIFFE ID `options.authorizer` allows, and answers the others with 401/403 and a short JSON
+ * reason (never the token). Read the caller with `jwtPeerId(req)`.
+ */
 export function jwtSvidMiddleware(options: JwtSvidMiddlewareOptions): JwtSvidMiddleware {
   const logger = options.logger ?? silentLogger;
   return (req, res, next) => {

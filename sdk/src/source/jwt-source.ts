@@ -14,17 +14,18 @@
 import { EventEmitter } from 'node:events';
 import { systemClock, type Clock } from '../clock/clock.js';
 import { jwtSvidFileName } from '../layout/layout.js';
+import { messageOf } from '../internal/error-text.js';
+import type { JwtBundle, JwtBundleSource } from '../jwt/jwt-bundle.js';
+import type { JwtBundleSet } from '../jwt/jwt-bundle-set.js';
+import type { JwtSvidToken } from '../jwt/jwt-svid.js';
 import { silentLogger, type Logger } from '../logger.js';
-import { FileSourceError } from '../source/errors.js';
-import { CredentialFolderReloader, type CredentialFolderWording, type FolderReloadOptions } from '../source/folder-reloader.js';
-import { locateCredentialFolder, type Environment } from '../source/locate.js';
-import type { TrustDomain } from '../spiffe-id/trust-domain.js';
-import { JwtSourceError, messageOf } from './errors.js';
-import type { JwtBundle, JwtBundleSource } from './jwt-bundle.js';
-import type { JwtBundleSet } from './jwt-bundle-set.js';
+import type { TrustDomain } from '../spiffeid/trust-domain.js';
+import { SourceError, problemOf, type SourceErrorKind } from './errors.js';
+import { CredentialFolderReloader, type CredentialFolderWording, type FolderReloadOptions } from './folder-reloader.js';
 import { checkTokenFileName, parseJwtFiles, selectJwtFiles, type JwtMaterial, type ParsedJwtFiles } from './jwt-files.js';
-import type { JwtSvidToken } from './jwt-svid.js';
+import { locateCredentialFolder } from './locate.js';
 
+/** Options of {@link JwtSource}. */
 export interface JwtSourceOptions extends FolderReloadOptions {
   /**
    * Name of the single token file in the folder. Default `jwt-svid.token` (the driver's default).
@@ -37,19 +38,22 @@ export interface JwtSourceOptions extends FolderReloadOptions {
    */
   readonly requireToken?: boolean;
   /** Where SPIFFE_CREDENTIAL_FOLDER is looked up when no folder is given. Default process.env. */
-  readonly env?: Environment;
+  readonly env?: Readonly<Record<string, string | undefined>>;
   /** Quiet period after a filesystem event before re-reading. Default 50 ms. */
   readonly debounceMs?: number;
+  /** Where loads and rejected updates are logged (pino-compatible). Default: nowhere. */
   readonly logger?: Logger;
 }
 
+/** The events of {@link JwtSource}. */
 export interface JwtSourceEvents {
   /** New token and/or bundles, including the first load. */
   update: [material: JwtMaterial];
   /** A re-read failed or held an expired token; the previous material (if any) is still current. */
-  error: [error: JwtSourceError];
+  error: [error: SourceError];
 }
 
+/** How long ready() waits by default. */
 export const DEFAULT_JWT_READY_TIMEOUT_MS = 30_000;
 const DEFAULT_DEBOUNCE_MS = 50;
 
@@ -62,11 +66,17 @@ const WORDING: CredentialFolderWording = {
   unseenChanges: 'refreshed tokens',
 };
 
-/** FileSourceErrors from the shared reader are re-labelled so every message names this module. */
-function asJwtSourceError(err: unknown): JwtSourceError {
-  if (err instanceof JwtSourceError) return err;
-  if (err instanceof FileSourceError) return new JwtSourceError(err.kind, err.message.replace(/^filesource: /, ''), { cause: err });
-  return new JwtSourceError('invalid', messageOf(err), { cause: err });
+/** Every error of this source, composed once where it is raised, naming `jwtsource`. */
+function jwtSourceError(kind: SourceErrorKind, message: string, options?: { cause?: unknown }): SourceError {
+  return new SourceError('jwtsource', kind, message, options);
+}
+
+/**
+ * The shared reader and parser raise this source's errors already (they are told whose they are);
+ * anything else (a bug, an unexpected throw) is 'invalid'.
+ */
+function asSourceError(err: unknown): SourceError {
+  return err instanceof SourceError ? err : jwtSourceError('invalid', messageOf(err), { cause: err });
 }
 
 function sameAudienceTokens(a: ReadonlyMap<string, JwtSvidToken>, b: ReadonlyMap<string, JwtSvidToken>): boolean {
@@ -109,39 +119,42 @@ function tokensOf(material: JwtMaterial, tokenFile: string): [file: string, toke
   return tokens;
 }
 
+/**
+ * The workload's JWT-SVIDs and the JWT bundles from a credential folder, kept current like
+ * `FileSource` does: a bad or expired update never replaces good material. Also a
+ * JwtBundleSource, so validators can take it directly.
+ */
 export class JwtSource extends EventEmitter<JwtSourceEvents> implements JwtBundleSource {
   /** The absolute credential folder being read. */
   readonly folder: string;
+  /** The single token file's name (default `jwt-svid.token`). */
   readonly tokenFile: string;
 
   private readonly requireToken: boolean;
   private readonly logger: Logger;
   private readonly clock: Clock;
-  private readonly reloader: CredentialFolderReloader<ParsedJwtFiles, JwtMaterial, JwtSourceError>;
+  private readonly reloader: CredentialFolderReloader<ParsedJwtFiles, JwtMaterial, SourceError>;
 
   private readonly warnedExpired = new WeakSet<JwtSvidToken>();
 
   /**
-   * `folder`: the credential folder; defaults to $SPIFFE_CREDENTIAL_FOLDER. Throws JwtSourceError
+   * `folder`: the credential folder; defaults to $SPIFFE_CREDENTIAL_FOLDER. Throws a {@link SourceError}
    * ('config') for a missing folder setting or bad options. Loading starts at once; await ready().
    */
   constructor(folder?: string, options: JwtSourceOptions = {}) {
     super();
     this.setMaxListeners(0);
-    try {
-      this.folder = locateCredentialFolder(folder, options.env);
-    } catch (err) {
-      throw asJwtSourceError(err);
-    }
+    this.folder = locateCredentialFolder(folder, options.env ?? process.env, 'jwtsource');
     this.tokenFile = checkTokenFileName(options.tokenFile);
     this.requireToken = options.requireToken ?? true;
     this.logger = options.logger ?? silentLogger;
     this.clock = options.clock ?? systemClock;
-    this.reloader = new CredentialFolderReloader<ParsedJwtFiles, JwtMaterial, JwtSourceError>(this.folder, options, this.logger, {
+    this.reloader = new CredentialFolderReloader<ParsedJwtFiles, JwtMaterial, SourceError>(this.folder, options, this.logger, {
       wording: WORDING,
       defaultDebounceMs: DEFAULT_DEBOUNCE_MS,
-      createError: (kind, message, errorOptions) => new JwtSourceError(kind, message, errorOptions),
-      toError: asJwtSourceError,
+      createError: jwtSourceError,
+      toError: asSourceError,
+      quote: problemOf,
       select: (names) => selectJwtFiles(names, this.tokenFile),
       parse: (files) => parseJwtFiles(files, this.tokenFile, this.requireToken),
       checkUsable: (parsed) => this.checkNotExpired(parsed.material),
@@ -166,11 +179,11 @@ export class JwtSource extends EventEmitter<JwtSourceEvents> implements JwtBundl
     return this.reloader.ready(timeoutMs);
   }
 
-  /** Token and bundles as last loaded. Throws JwtSourceError ('not-ready') before the first load. */
+  /** Token and bundles as last loaded. Throws a {@link SourceError} ('not-ready') before the first load. */
   getMaterial(): JwtMaterial {
     const material = this.reloader.material;
     if (material === undefined) {
-      throw new JwtSourceError('not-ready', `no JWT-SVID material loaded yet from ${this.folder}; await ready() first`);
+      throw jwtSourceError('not-ready', `no JWT-SVID material loaded yet from ${this.folder}; await ready() first`);
     }
     return material;
   }
@@ -178,14 +191,14 @@ export class JwtSource extends EventEmitter<JwtSourceEvents> implements JwtBundl
   /**
    * The JWT-SVID of the single token file (id, audience, expiresAt, token), whatever its
    * audiences: for inspection. To present a token use getToken(audience), which never hands out
-   * one for several audiences. Throws JwtSourceError when there is no such file.
+   * one for several audiences. Throws a {@link SourceError} when there is no such file.
    */
   current(): JwtSvidToken {
     const material = this.getMaterial();
     if (material.svid === null) {
       const perAudience = [...material.audienceTokens.keys()];
       const hint = perAudience.length === 0 ? '' : `; it has one token per audience (${JSON.stringify(perAudience)}): use getJwtSvid(audience)`;
-      throw new JwtSourceError('missing', `no JWT-SVID file ${this.tokenFile} in ${this.folder}${hint}`);
+      throw jwtSourceError('missing', `no JWT-SVID file ${this.tokenFile} in ${this.folder}${hint}`);
     }
     return material.svid;
   }
@@ -194,7 +207,7 @@ export class JwtSource extends EventEmitter<JwtSourceEvents> implements JwtBundl
    * The JWT-SVID to present to `audience`: one whose `aud` is exactly `[audience]`, from
    * `jwt-svid.<audience>.token` or else from the single token file. A token for several audiences
    * is never returned: any of them could replay it to the others. Without `audience`, the one
-   * token there is, if it is for one audience. Throws JwtSourceError ('audience') naming the
+   * token there is, if it is for one audience. Throws a {@link SourceError} ('audience') naming the
    * audience when there is no such token, ('not-ready'/'missing') when there is no token at all.
    */
   getJwtSvid(audience?: string): JwtSvidToken {
@@ -202,7 +215,7 @@ export class JwtSource extends EventEmitter<JwtSourceEvents> implements JwtBundl
     const { svid, audienceTokens } = material;
     if (audience === undefined) return this.onlyToken(material);
     if (typeof audience !== 'string' || audience === '') {
-      throw new JwtSourceError('config', `the audience must be a non-empty string, got ${JSON.stringify(audience)}`);
+      throw jwtSourceError('config', `the audience must be a non-empty string, got ${JSON.stringify(audience)}`);
     }
     const own = audienceTokens.get(audience);
     if (own !== undefined) return own;
@@ -217,7 +230,7 @@ export class JwtSource extends EventEmitter<JwtSourceEvents> implements JwtBundl
     }
     if (audienceTokens.size > 0) found.push(`per-audience tokens are for ${JSON.stringify([...audienceTokens.keys()])}`);
     if (found.length === 0) found.push('there is no token');
-    throw new JwtSourceError(
+    throw jwtSourceError(
       'audience',
       `no JWT-SVID for audience ${JSON.stringify(audience)} in ${this.folder}: ${found.join('; ')}. ` +
         `List ${JSON.stringify(audience)} in the volume attribute csi.spire.io/jwt-audiences (with several audiences the driver writes ` +
@@ -233,7 +246,7 @@ export class JwtSource extends EventEmitter<JwtSourceEvents> implements JwtBundl
     return this.getJwtSvid(audience).token;
   }
 
-  /** Throws JwtSourceError ('not-ready') before the first load. */
+  /** Throws a {@link SourceError} ('not-ready') before the first load. */
   getJwtBundles(): JwtBundleSet {
     return this.getMaterial().bundles;
   }
@@ -258,7 +271,7 @@ export class JwtSource extends EventEmitter<JwtSourceEvents> implements JwtBundl
     const { svid, audienceTokens } = material;
     if (svid !== null) {
       if (svid.audience.length === 1) return svid;
-      throw new JwtSourceError(
+      throw jwtSourceError(
         'audience',
         `the JWT-SVID in ${this.tokenFile} is for several audiences ${JSON.stringify(svid.audience)} and is never handed out ` +
           '(each of them could replay it to the others); ask for one audience with getToken(audience)',
@@ -266,7 +279,7 @@ export class JwtSource extends EventEmitter<JwtSourceEvents> implements JwtBundl
     }
     if (audienceTokens.size === 1) return [...audienceTokens.values()][0]!;
     if (audienceTokens.size > 1) {
-      throw new JwtSourceError(
+      throw jwtSourceError(
         'audience',
         `${this.folder} has tokens for several audiences ${JSON.stringify([...audienceTokens.keys()])}; name one with getToken(audience)`,
       );
@@ -285,7 +298,7 @@ export class JwtSource extends EventEmitter<JwtSourceEvents> implements JwtBundl
     const held = new Set(current === undefined ? [] : tokensOf(current, this.tokenFile).map(([, token]) => token.token));
     for (const [file, token] of tokensOf(material, this.tokenFile)) {
       if (!token.isExpiredAt(now) || held.has(token.token)) continue;
-      throw new JwtSourceError(
+      throw jwtSourceError(
         'expired',
         `JWT-SVID ${token.id.toString()} in ${file} expired at ${token.expiresAt.toISOString()} (now ${now.toISOString()})`,
       );

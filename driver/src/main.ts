@@ -14,6 +14,7 @@ import { DelegatedBackend } from './identity/delegated/delegated-backend.js';
 import { DelegatedIdentityClient } from './identity/delegated/delegated-identity-client.js';
 import type { IdentityBackend } from './identity/identity-backend.js';
 import { LinuxMounter, type Mounter } from './mount/mounter.js';
+import { defaultSelinuxContext, selinuxfsProbe, type SelinuxProbe } from './mount/selinux.js';
 import { VolumeManager, type ResumeSummary } from './manager/volume-manager.js';
 import { VolumeStore } from './metadata/volume-store.js';
 
@@ -28,6 +29,8 @@ export interface DriverDependencies {
    * the real mounter and false for an injected one, which may only make directories.
    */
   readonly targetsOnTmpfs?: boolean;
+  /** Whether SELinux is enabled, for `--selinux-context auto`; defaults to a selinuxfs at /sys/fs/selinux. */
+  readonly selinuxProbe?: SelinuxProbe;
 }
 
 export interface RunningDriver {
@@ -62,10 +65,16 @@ export async function startDriver(config: DriverConfig, deps: DriverDependencies
   await store.init();
   let mounter = deps.mounter;
   if (mounter === undefined) {
-    const linux = new LinuxMounter();
+    // Decided once: whether SELinux is enabled does not change while the node runs.
+    const selinux = config.selinuxContext ?? { mode: 'auto' };
+    const defaultContext = await defaultSelinuxContext(selinux, deps.selinuxProbe ?? selinuxfsProbe());
+    const linux = new LinuxMounter(defaultContext === undefined ? {} : { defaultContext });
     // Operators should see when the exec fallback (one mount(8) process per volume) is in use.
     const backend = await linux.backend();
-    logger.info({ mountBackend: backend.kind, reason: backend.reason }, 'tmpfs mount backend chosen');
+    logger.info(
+      { mountBackend: backend.kind, reason: backend.reason, selinuxContext: selinux.mode, defaultMountContext: defaultContext ?? null },
+      'tmpfs mount backend chosen',
+    );
     mounter = linux;
   }
   const manager = new VolumeManager({

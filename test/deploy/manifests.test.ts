@@ -402,9 +402,40 @@ describe('CSIDriver', () => {
     expect(spec.tokenRequests ?? []).toEqual([]);
   });
 
-  it('lets the pod fsGroup reach the driver and never claims SELinux mount support', () => {
+  it('lets the pod fsGroup reach the driver', () => {
     expect(spec.fsGroupPolicy).toBe('File');
-    expect(spec.seLinuxMount).not.toBe(true);
+  });
+
+  it('asks kubelet for the SELinux context= mount flag, which the driver accepts and applies', () => {
+    expect(spec.seLinuxMount).toBe(true);
+    // What kubelet sends with seLinuxMount: true passes the driver's validation into the spec.
+    const label = 'system_u:object_r:container_file_t:s0:c123,c456';
+    const uid = '3f1f5a0e-9f0a-4c57-8a51-0d7c1f0c2b11';
+    const published = validatePublishRequest(
+      {
+        volume_id: 'csi-0123456789abcdef',
+        target_path: `${driverConfig().kubeletRoot}/pods/${uid}/volumes/kubernetes.io~csi/spiffe/mount`,
+        volume_capability: {
+          access_type: 'mount' as const,
+          mount: { fs_type: '', mount_flags: [`context="${label}"`], volume_mount_group: '' },
+          access_mode: { mode: 'SINGLE_NODE_WRITER' as const },
+        },
+        readonly: true,
+        volume_context: {
+          [POD_INFO_KEYS.name]: 'web',
+          [POD_INFO_KEYS.namespace]: 'default',
+          [POD_INFO_KEYS.uid]: uid,
+          [POD_INFO_KEYS.serviceAccount]: 'default',
+          [EPHEMERAL_KEY]: 'true',
+        },
+      },
+      { kubeletRoot: driverConfig().kubeletRoot },
+    );
+    expect(published.mountContext).toBe(label);
+  });
+
+  it('runs the driver with an SELinux default the parser accepts', () => {
+    expect(driverConfig().selinuxContext).toEqual({ mode: 'auto' });
   });
 });
 

@@ -17,6 +17,7 @@ describe('driver command line', () => {
       publishTimeoutMs: 30_000,
       logLevel: 'info',
       metricsAddress: null,
+      selinuxContext: { mode: 'auto' },
     });
   });
 
@@ -31,6 +32,7 @@ describe('driver command line', () => {
       SPIRE_CSI_PUBLISH_TIMEOUT: '5s',
       SPIRE_CSI_LOG_LEVEL: 'debug',
       SPIRE_CSI_METRICS_ADDRESS: '127.0.0.1:9809',
+      SPIRE_CSI_SELINUX_CONTEXT: 'none',
     };
     expect(parseDriverConfig([], env)).toMatchObject({
       csiSocketPath: '/e/csi.sock',
@@ -41,6 +43,7 @@ describe('driver command line', () => {
       publishTimeoutMs: 5_000,
       logLevel: 'debug',
       metricsAddress: '127.0.0.1:9809',
+      selinuxContext: { mode: 'none' },
     });
     expect(parseDriverConfig(['--node-id', 'flag-node'], env)?.nodeId).toBe('flag-node');
   });
@@ -53,6 +56,7 @@ describe('driver command line', () => {
     ['bad log level', [...required, '--log-level', 'loud'], /--log-level "loud"/],
     ['unknown flag', [...required, '--nope', 'x'], /--help/],
     ['bad metrics address', [...required, '--metrics-address', 'localhost'], /host:port/],
+    ['an SELinux context that is not a label', [...required, '--selinux-context', 'enforcing'], /--selinux-context "enforcing" is neither auto, none nor an SELinux label/],
   ])('rejects %s', (_name, argv, message) => {
     expect(() => parseDriverConfig(argv, {})).toThrow(message);
   });

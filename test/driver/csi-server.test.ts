@@ -12,7 +12,7 @@ import { parseCsiEndpoint, startCsiServer, type CsiServer } from '../../driver/s
 import type { VolumePublisher } from '../../driver/src/manager/volume-publisher.js';
 import { loadProtos } from '../../driver/src/proto/load.js';
 import type { NodePublishVolumeRequest } from '../../driver/src/proto/csi-messages.js';
-import type { VolumeSpec } from '../../driver/src/volume/volume-spec.js';
+import { DEFAULT_LAYOUT_OPTIONS, type VolumeSpec } from '../../driver/src/volume/volume-spec.js';
 
 const protos = loadProtos();
 const UID = '0d7c6f3e-8a4b-4c61-9d0e-5b7a2c1f9e88';
@@ -229,6 +229,7 @@ describe('CSI gRPC server over a unix socket', () => {
         spiffeId: null,
         jwtAudiences: [],
         jwtSvidFile: 'jwt-svid.token',
+        ...DEFAULT_LAYOUT_OPTIONS,
       });
       expect(signal).toBeInstanceOf(AbortSignal);
       expect(signal?.aborted).toBe(false);

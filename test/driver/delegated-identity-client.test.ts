@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { verifyX509Svid, X509Bundle, X509BundleSet, X509Svid } from '@spire-csi/sdk';
+import { verifyX509Svid, X509Bundle, X509BundleSet, X509Svid } from '@spire-csi/sdk/x509';
 import { DevAgent } from '../../dev/src/dev-agent/server.js';
 import { DelegatedIdentityClient } from '../../driver/src/identity/delegated/delegated-identity-client.js';
 import type { AgentError, BundleUpdate, X509SvidUpdate } from '../../driver/src/identity/identity-backend.js';

@@ -4,7 +4,8 @@ import { lstat, readFile, readdir, readlink, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FileSource, SpiffeId, X509Svid } from '@spire-csi/sdk';
+import { FileSource, SpiffeId } from '@spire-csi/sdk';
+import { X509Svid } from '@spire-csi/sdk/x509';
 import { DriverHarness, isRoot, mountsUnder } from '../helpers/driver-harness.js';
 import { KubeletEmulator, type EmulatedPod, type PublishedVolume } from '../helpers/kubelet-emulator.js';
 import { entry } from '../helpers/registration-entry.js';
@@ -14,7 +15,7 @@ const WEB_ID = 'spiffe://example.org/ns/default/sa/web';
 const DB_ID = 'spiffe://example.org/ns/default/sa/db';
 
 async function readCredential(target: string): Promise<X509Svid> {
-  return X509Svid.parseCredentialBundle(await readFile(join(target, 'credential-bundle.pem')));
+  return X509Svid.parseCredentialBundle(await readFile(join(target, 'credential-bundle.private-key.x509.pem')));
 }
 
 async function serialOf(target: string): Promise<string> {
@@ -59,14 +60,14 @@ describe.skipIf(!isRoot)('driver end to end (kubelet emulator, dev agent, real t
     const split = X509Svid.parse(await readFile(join(target, 'svid.pem')), await readFile(join(target, 'svid_key.pem')));
     expect(split.serialNumber).toBe(svid.serialNumber);
     expect((await readdir(target)).sort()).toEqual(
-      expect.arrayContaining(['..data', 'credential-bundle.pem', 'example.org.spiffe-trust-bundle.pem', 'partner.org.spiffe-trust-bundle.pem', 'svid.pem', 'svid_key.pem', 'bundle.pem', 'identity.json']),
+      expect.arrayContaining(['..data', 'credential-bundle.private-key.x509.pem', 'example.org.spiffe-trust-bundle.x509.pem', 'partner.org.spiffe-trust-bundle.x509.pem', 'svid.pem', 'svid_key.pem', 'bundle.pem', 'identity.json']),
     );
     const data = await readlink(join(target, '..data'));
     expect(data).toMatch(/^\.\./);
     const keyStat = await stat(join(target, 'svid_key.pem'));
     expect(keyStat.mode & 0o777).toBe(0o440);
     expect(keyStat.gid).toBe(2000);
-    expect((await stat(join(target, 'credential-bundle.pem'))).mode & 0o777).toBe(0o440);
+    expect((await stat(join(target, 'credential-bundle.private-key.x509.pem'))).mode & 0o777).toBe(0o440);
     expect((await stat(join(target, 'svid.pem'))).mode & 0o777).toBe(0o444);
     expect((await lstat(join(target, 'svid.pem'))).isSymbolicLink()).toBe(true);
     const identity = JSON.parse(await readFile(join(target, 'identity.json'), 'utf8')) as Record<string, unknown>;
@@ -109,17 +110,17 @@ describe.skipIf(!isRoot)('driver end to end (kubelet emulator, dev agent, real t
       expect((await readCredential(web.targetPath)).id.toString()).toBe(WEB_ID);
       expect((await readCredential(db.targetPath)).id.toString()).toBe(DB_ID);
     }
-    expect(existsSync(join(db.targetPath, 'partner.org.spiffe-trust-bundle.pem'))).toBe(false);
+    expect(existsSync(join(db.targetPath, 'partner.org.spiffe-trust-bundle.x509.pem'))).toBe(false);
   });
 
   it('adds and removes per-domain bundle files as federation changes', async () => {
     await h.startDriver();
     const volume = await h.kubelet.publish(KubeletEmulator.pod({ serviceAccount: 'web' }));
-    const partner = join(volume.targetPath, 'partner.org.spiffe-trust-bundle.pem');
+    const partner = join(volume.targetPath, 'partner.org.spiffe-trust-bundle.x509.pem');
     expect(existsSync(partner)).toBe(true);
     await h.agent.setRegistrations([entry(WEB_ID, ['k8s:ns:default', 'k8s:sa:web'])]);
     await waitFor(() => !existsSync(partner), { message: 'the partner.org bundle file to go away' });
-    expect(existsSync(join(volume.targetPath, 'example.org.spiffe-trust-bundle.pem'))).toBe(true);
+    expect(existsSync(join(volume.targetPath, 'example.org.spiffe-trust-bundle.x509.pem'))).toBe(true);
     await h.agent.setRegistrations([entry(WEB_ID, ['k8s:ns:default', 'k8s:sa:web'], ['partner.org'])]);
     await waitFor(() => existsSync(partner), { message: 'the partner.org bundle file to come back' });
   });
@@ -191,20 +192,20 @@ describe.skipIf(!isRoot)('driver end to end (kubelet emulator, dev agent, real t
   it('times out cleanly when the agent is down during publish, and keeps files when it goes down later', async () => {
     await h.startDriver();
     const running = await h.kubelet.publish(KubeletEmulator.pod({ serviceAccount: 'web' }));
-    const before = await readFile(join(running.targetPath, 'credential-bundle.pem'), 'utf8');
+    const before = await readFile(join(running.targetPath, 'credential-bundle.private-key.x509.pem'), 'utf8');
     await h.agent.setAnswering(false);
     await waitFor(async () => !(await h.kubelet.probe()), { message: 'Probe to report the agent down' });
 
     const pod = KubeletEmulator.pod({ serviceAccount: 'web' });
     await expect(h.kubelet.publish(pod)).rejects.toMatchObject({ code: status.DEADLINE_EXCEEDED });
     expect(existsSync(h.kubelet.volumeFor(pod).targetPath)).toBe(false);
-    expect(await readFile(join(running.targetPath, 'credential-bundle.pem'), 'utf8')).toBe(before);
+    expect(await readFile(join(running.targetPath, 'credential-bundle.private-key.x509.pem'), 'utf8')).toBe(before);
     expect(await mountsUnder(h.root)).toEqual([running.targetPath]);
 
     await h.agent.setAnswering(true);
     await waitFor(() => h.kubelet.probe(), { message: 'Probe to report the agent back' });
     await h.agent.rotateNow();
-    await waitFor(async () => (await readFile(join(running.targetPath, 'credential-bundle.pem'), 'utf8')) !== before, {
+    await waitFor(async () => (await readFile(join(running.targetPath, 'credential-bundle.private-key.x509.pem'), 'utf8')) !== before, {
       message: 'the stream to resume and deliver a rotation',
     });
   });

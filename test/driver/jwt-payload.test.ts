@@ -5,7 +5,7 @@ import { AgentJwtError, checkAgentJwtSvid, chooseJwtSvid, type CheckedJwtSvid } 
 import { JwtRefresher, jwtRefreshDelayMs, type JwtFailure } from '../../driver/src/session/jwt-refresher.js';
 import { buildPayload, KEY_MODE_GROUP, KEY_MODE_OWNER_ONLY, PUBLIC_MODE } from '../../driver/src/storage/payload.js';
 import { jwtSvidFilesOf, type VolumeJwtState } from '../../driver/src/volume/volume-state.js';
-import { DEFAULT_FILES, type VolumeSpec } from '../../driver/src/volume/volume-spec.js';
+import { DEFAULT_LAYOUT_OPTIONS, DEFAULT_FILES, type VolumeSpec } from '../../driver/src/volume/volume-spec.js';
 import { TestCa } from '../helpers/test-ca.js';
 import { DelegatedBackend } from '../../driver/src/identity/delegated/delegated-backend.js';
 import { FakeIdentityProvider } from './fake-identity-provider.js';
@@ -25,6 +25,7 @@ const spec = (overrides: Partial<VolumeSpec> = {}): VolumeSpec => ({
   spiffeId: null,
   jwtAudiences: ['api'],
   jwtSvidFile: 'jwt-svid.token',
+  ...DEFAULT_LAYOUT_OPTIONS,
   ...overrides,
 });
 
@@ -65,8 +66,8 @@ describe('JWT payload', () => {
     expect(files.get('partner.test.jwt-bundle.json')).toEqual({ data: partner.jwks(), mode: PUBLIC_MODE });
     expect(files.has('unrelated.test.jwt-bundle.json')).toBe(false);
     // The X.509 files are still all there, in the same payload.
-    expect(files.has('credential-bundle.pem')).toBe(true);
-    expect(files.has('example.org.spiffe-trust-bundle.pem')).toBe(true);
+    expect(files.has('credential-bundle.private-key.x509.pem')).toBe(true);
+    expect(files.has('example.org.spiffe-trust-bundle.x509.pem')).toBe(true);
 
     expect(identity).toMatchObject({
       jwtSpiffeId: WEB,
@@ -245,6 +246,15 @@ describe('agent JWT-SVID checks', () => {
     expect(chooseJwtSvid([a, b], 'spiffe://example.org/b')).toBe(b);
     expect(chooseJwtSvid([a, b], 'spiffe://example.org/c')).toBeUndefined();
     expect(chooseJwtSvid([], null)).toBeUndefined();
+  });
+
+  it('chooses by hint, as the X.509-SVID is, so both name the same entry', async () => {
+    const a = { ...(await issuer.mint('spiffe://example.org/a')), hint: 'internal' };
+    const b = { ...(await issuer.mint('spiffe://example.org/a')), hint: 'external' };
+    expect(chooseJwtSvid([a, b], null, 'external')).toBe(b);
+    expect(chooseJwtSvid([a, b], 'spiffe://example.org/a', 'internal')).toBe(a);
+    expect(chooseJwtSvid([a, b], 'spiffe://example.org/b', 'external')).toBeUndefined();
+    expect(chooseJwtSvid([a, b], null, null)).toBe(a);
   });
 });
 

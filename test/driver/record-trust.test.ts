@@ -76,6 +76,25 @@ describe.skipIf(!isRoot)('records read back on restart', () => {
     await expect(checkRecordedSpec(spec, { kubeletRoot: h.kubeletRoot })).resolves.toBeUndefined();
   });
 
+  it('trusts records with every issue #15 field, and ones written before them', async () => {
+    const check = (spec: VolumeSpec): Promise<void> => checkRecordedSpec(spec, { kubeletRoot: h.kubeletRoot });
+    await expect(check(await h.spec({ layoutNames: '2026-02', credentialBundleFile: 'credential-bundle.pem' }))).resolves.toBeUndefined();
+    await expect(
+      check(await h.spec({ credentialBundleFile: 'creds.pem', hint: 'internal', allSvids: true, mountContext: 'system_u:object_r:container_file_t:s0:c1,c2' })),
+    ).resolves.toBeUndefined();
+    // A record without the fields parses to 2026-02 names (see volume-store.test.ts): that passes too.
+    await expect(check(await h.spec({ layoutNames: '2026-02', credentialBundleFile: 'credential-bundle.pem', hint: null }))).resolves.toBeUndefined();
+  });
+
+  it.each<[string, Partial<VolumeSpec>]>([
+    ['an unknown layout-names version', { layoutNames: '2099-01' as VolumeSpec['layoutNames'] }],
+    ['an empty hint', { hint: '' }],
+    ['a credential bundle named like hints.json', { credentialBundleFile: 'hints.json' }],
+    ['a mount context that is not an SELinux label', { mountContext: 'x,ro' }],
+  ])('refuses a record with %s', async (_what, fields) => {
+    await expect(checkRecordedSpec(await h.spec(fields), { kubeletRoot: h.kubeletRoot })).rejects.toThrow(/the record/);
+  });
+
   it('does not tear down anything for an untrusted record whose "pod" is gone', async () => {
     const outside = join(h.base, 'precious');
     await mkdir(join(outside, 'data'), { recursive: true });

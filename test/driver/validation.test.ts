@@ -8,7 +8,7 @@ import {
   validateUnpublishRequest,
 } from '../../driver/src/csi/validation.js';
 import type { NodePublishVolumeRequest } from '../../driver/src/proto/csi-messages.js';
-import type { VolumeSpec } from '../../driver/src/volume/volume-spec.js';
+import { DEFAULT_LAYOUT_OPTIONS, type VolumeSpec } from '../../driver/src/volume/volume-spec.js';
 
 const ROOT = '/var/lib/kubelet';
 const UID = '6f1c0a52-3b0e-4d55-9a4e-0a6b3f1b2c3d';
@@ -83,6 +83,7 @@ const DEFAULT_SPEC: VolumeSpec = {
   spiffeId: null,
   jwtAudiences: [],
   jwtSvidFile: 'jwt-svid.token',
+  ...DEFAULT_LAYOUT_OPTIONS,
 };
 
 describe('validatePublishRequest accepts', () => {
@@ -104,7 +105,40 @@ describe('validatePublishRequest accepts', () => {
       withAttributes({ foo: 'bar', 'example.com/x': 'y', 'csi.storage.k8s.io/serviceAccount.tokens': '{"a":{}}', 'CSI.SPIRE.IO/svid-file': 'ignored' }),
       {},
     ],
-    ['secrets and mount flags, which are ignored', (req) => { req.secrets = { token: 's3cret' }; mountOf(req).mount_flags = ['ro']; mountOf(req).fs_type = 'ext4'; }, {}],
+    ['secrets and fs_type, which are ignored', (req) => { req.secrets = { token: 's3cret' }; mountOf(req).fs_type = 'ext4'; }, {}],
+    // The SELinux label kubelet sends with seLinuxMount: true, quoted (its categories hold commas).
+    ['kubelet\'s SELinux context', (req) => { mountOf(req).mount_flags = ['context="system_u:object_r:container_file_t:s0:c12,c34"']; }, { mountContext: 'system_u:object_r:container_file_t:s0:c12,c34' }],
+    ['an unquoted SELinux context', (req) => { mountOf(req).mount_flags = ['context=system_u:object_r:container_file_t:s0'] }, { mountContext: 'system_u:object_r:container_file_t:s0' }],
+    ['a context with a sensitivity range', (req) => { mountOf(req).mount_flags = ['context="u:r:t:s0-s0:c0.c1023"'] }, { mountContext: 'u:r:t:s0-s0:c0.c1023' }],
+    ['the same context twice', (req) => { mountOf(req).mount_flags = ['context="u:r:t:s0"', 'context="u:r:t:s0"'] }, { mountContext: 'u:r:t:s0' }],
+    ['the flags the driver sets anyway', (req) => { mountOf(req).mount_flags = ['nosuid', 'nodev', 'noexec'] }, {}],
+    ['layout-names 2026-02, which keeps the earlier names', withAttributes({ 'csi.spire.io/layout-names': '2026-02' }), { layoutNames: '2026-02', credentialBundleFile: 'credential-bundle.pem' }],
+    ['layout-names 2026-08, the default said out loud', withAttributes({ 'csi.spire.io/layout-names': '2026-08' }), {}],
+    ['a credential-bundle-file', withAttributes({ 'csi.spire.io/credential-bundle-file': 'tls-bundle.pem' }), { credentialBundleFile: 'tls-bundle.pem' }],
+    [
+      'credential-bundle-file taking another spelling of itself',
+      withAttributes({ 'csi.spire.io/credential-bundle-file': 'credential-bundle.private-key.pem' }),
+      { credentialBundleFile: 'credential-bundle.private-key.pem' },
+    ],
+    [
+      'credential-bundle-file with layout-names 2026-02',
+      withAttributes({ 'csi.spire.io/layout-names': '2026-02', 'csi.spire.io/credential-bundle-file': 'creds.pem' }),
+      { layoutNames: '2026-02', credentialBundleFile: 'creds.pem' },
+    ],
+    ['a hint', withAttributes({ 'csi.spire.io/hint': 'internal' }), { hint: 'internal' }],
+    [
+      'a hint together with a spiffe-id',
+      withAttributes({ 'csi.spire.io/hint': 'external', 'csi.spire.io/spiffe-id': 'spiffe://example.org/web' }),
+      { hint: 'external', spiffeId: 'spiffe://example.org/web' },
+    ],
+    ['all-svids "true"', withAttributes({ 'csi.spire.io/all-svids': 'true' }), { allSvids: true }],
+    ['all-svids "false"', withAttributes({ 'csi.spire.io/all-svids': 'false' }), { allSvids: false }],
+    [
+      // 1.credential-bundle.pem is only an extra SVID's name with layout-names 2026-02.
+      'a split file named like an extra SVID of another layout',
+      withAttributes({ 'csi.spire.io/all-svids': 'true', 'csi.spire.io/svid-file': '1.credential-bundle.pem' }),
+      { allSvids: true, files: { ...DEFAULT_SPEC.files, svid: '1.credential-bundle.pem' } },
+    ],
     [
       'custom split-file names',
       withAttributes({ 'csi.spire.io/svid-file': 'tls.crt', 'csi.spire.io/key-file': 'tls.key', 'csi.spire.io/bundle-file': 'ca.crt' }),
@@ -219,7 +253,11 @@ describe('validatePublishRequest rejects with InvalidArgument naming the field a
     [
       'an unknown csi.spire.io attribute',
       withAttributes({ 'csi.spire.io/svid-fil': 'x' }),
-      ['"csi.spire.io/svid-fil" is not known', 'svid-file, key-file, bundle-file, bundle-include-federated, fs-group, spiffe-id, jwt-audiences, jwt-svid-file'],
+      [
+        '"csi.spire.io/svid-fil" is not known',
+        'svid-file, key-file, bundle-file, bundle-include-federated, fs-group, spiffe-id, jwt-audiences, jwt-svid-file, ' +
+          'credential-bundle-file, layout-names, hint, all-svids',
+      ],
     ],
     ['two unknown attributes', withAttributes({ 'csi.spire.io/b': 'x', 'csi.spire.io/a': 'y' }), ['attributes "csi.spire.io/a", "csi.spire.io/b" are not known']],
     ['the bare prefix as a key', withAttributes({ 'csi.spire.io/': 'x' }), ['"csi.spire.io/" is not known']],
@@ -294,6 +332,66 @@ describe('validatePublishRequest rejects with InvalidArgument naming the field a
       withAttributes({ 'csi.spire.io/jwt-audiences': `api,${'/'.repeat(81)}` }),
       ['volume attribute csi.spire.io/jwt-audiences has the audience', 'longer than 255 bytes', 'use a shorter audience'],
     ],
+    ...['current', '2026-12', '2026-2', '', 'v1'].map((value): [string, Mutation, string[]] => [
+      `layout-names ${JSON.stringify(value)}`,
+      withAttributes({ 'csi.spire.io/layout-names': value }),
+      [`volume attribute csi.spire.io/layout-names is ${JSON.stringify(value)}`, 'use one of 2026-08, 2026-02'],
+    ]),
+    ...['yes', '1', 'True', ''].map((value): [string, Mutation, string[]] => [
+      `all-svids ${JSON.stringify(value)}`,
+      withAttributes({ 'csi.spire.io/all-svids': value }),
+      [`volume attribute csi.spire.io/all-svids is ${JSON.stringify(value)}`, 'use "true" or "false"'],
+    ]),
+    ['an empty hint', withAttributes({ 'csi.spire.io/hint': '' }), ['volume attribute csi.spire.io/hint is empty', 'or remove the attribute']],
+    ['a hint with a newline', withAttributes({ 'csi.spire.io/hint': 'a\nb' }), ['csi.spire.io/hint "a\\nb" contains a control character']],
+    ['a hint longer than 1024 bytes', withAttributes({ 'csi.spire.io/hint': 'h'.repeat(1025) }), ['csi.spire.io/hint is longer than 1024 bytes']],
+    [
+      'credential-bundle-file naming the default svid file',
+      withAttributes({ 'csi.spire.io/credential-bundle-file': 'svid.pem' }),
+      ['csi.spire.io/credential-bundle-file "svid.pem" and csi.spire.io/svid-file (default "svid.pem") name the same file'],
+    ],
+    [
+      'credential-bundle-file named like a trust bundle file',
+      withAttributes({ 'csi.spire.io/credential-bundle-file': 'x.spiffe-trust-bundle.x509.pem' }),
+      ['volume attribute csi.spire.io/credential-bundle-file "x.spiffe-trust-bundle.x509.pem" is reserved'],
+    ],
+    [
+      'credential-bundle-file taking hints.json',
+      withAttributes({ 'csi.spire.io/credential-bundle-file': 'hints.json' }),
+      ['volume attribute csi.spire.io/credential-bundle-file "hints.json" is reserved'],
+    ],
+    [
+      'a split file taking an extra SVID\'s name with all-svids',
+      withAttributes({ 'csi.spire.io/all-svids': 'true', 'csi.spire.io/key-file': '2.credential-bundle.private-key.x509.pem' }),
+      ['csi.spire.io/key-file "2.credential-bundle.private-key.x509.pem" has the form <n>.credential-bundle.private-key.x509.pem', 'csi.spire.io/all-svids', 'choose another name'],
+    ],
+    [
+      'a split file taking an extra SVID\'s name of a renamed credential bundle',
+      withAttributes({ 'csi.spire.io/all-svids': 'true', 'csi.spire.io/credential-bundle-file': 'c.pem', 'csi.spire.io/bundle-file': '1.c.pem' }),
+      ['csi.spire.io/bundle-file "1.c.pem" has the form <n>.c.pem'],
+    ],
+    [
+      'a mount flag the tmpfs does not take',
+      (req) => { mountOf(req).mount_flags = ['ro']; },
+      ['volume_capability.mount.mount_flags has "ro"', 'accepted flags, one per entry: context="<SELinux label>", nosuid, nodev, noexec'],
+    ],
+    ...['size=1g', 'exec', 'nosuid,nodev', 'fscontext="u:r:t:s0"', 'defcontext=u:r:t:s0'].map((flag): [string, Mutation, string[]] => [
+      `mount flag ${JSON.stringify(flag)}`,
+      (req) => { mountOf(req).mount_flags = [flag]; },
+      [`mount_flags has ${JSON.stringify(flag)}`, 'accepted flags'],
+    ]),
+    ...['context=', 'context=""', 'context="a,b"', 'context="u:r:t:s0', 'context="u:r:t:s0" x', 'context="u r:t:s0"', 'context=u:r', 'context="u:r:t:s0:c1,"'].map(
+      (flag): [string, Mutation, string[]] => [
+        `SELinux context flag ${JSON.stringify(flag)}`,
+        (req) => { mountOf(req).mount_flags = [flag]; },
+        [`volume_capability.mount.mount_flags ${JSON.stringify(flag)} does not hold an SELinux label`, 'context="user:role:type:level"'],
+      ],
+    ),
+    [
+      'two different SELinux contexts',
+      (req) => { mountOf(req).mount_flags = ['context="u:r:t:s0:c1"', 'context="u:r:t:s0:c2"']; },
+      ['mount_flags has two SELinux contexts ("u:r:t:s0:c1" and "u:r:t:s0:c2")', 'send only one'],
+    ],
   ];
 
   const badNames: [string, string][] = [
@@ -309,15 +407,21 @@ describe('validatePublishRequest rejects with InvalidArgument naming the field a
     ['x'.repeat(256), 'longer than 255 bytes'],
     ['é'.repeat(128), 'longer than 255 bytes'],
     ['credential-bundle.pem', 'is reserved'],
+    ['credential-bundle.private-key.pem', 'is reserved'],
+    ['credential-bundle.private-key.x509.pem', 'is reserved'],
     ['identity.json', 'is reserved'],
+    ['hints.json', 'is reserved'],
     ['example.org.spiffe-trust-bundle.pem', 'is reserved'],
+    ['example.org.spiffe-trust-bundle.x509.pem', 'is reserved'],
     ['example.org.jwt-bundle.json', 'is reserved'],
     // Readers take any jwt-svid.<audience>.token for that audience's token.
     ['jwt-svid.vault.token', 'is reserved'],
     ['jwt-svid.a%20b.token', 'is reserved'],
   ];
-  for (const attribute of ['svid-file', 'key-file', 'bundle-file', 'jwt-svid-file']) {
+  for (const attribute of ['svid-file', 'key-file', 'bundle-file', 'jwt-svid-file', 'credential-bundle-file']) {
     for (const [value, problem] of badNames) {
+      // The credential bundle may take its own spellings (accepted above).
+      if (attribute === 'credential-bundle-file' && value.startsWith('credential-bundle.')) continue;
       const extra: Record<string, string> = attribute === 'jwt-svid-file' ? { 'csi.spire.io/jwt-audiences': 'api' } : {};
       rejected.push([
         `${attribute} ${JSON.stringify(value).slice(0, 40)}`,

@@ -7,7 +7,7 @@ import type { AgentX509Svid, X509SvidUpdate } from '../../driver/src/identity/id
 import { mountsAt, parseMountInfo } from '../../driver/src/mount/mountinfo.js';
 import { LinuxMounter } from '../../driver/src/mount/mounter.js';
 import { VolumeManager, type VolumeManagerOptions } from '../../driver/src/manager/volume-manager.js';
-import { DEFAULT_FILES, type VolumeSpec } from '../../driver/src/volume/volume-spec.js';
+import { DEFAULT_LAYOUT_OPTIONS, DEFAULT_FILES, type VolumeSpec } from '../../driver/src/volume/volume-spec.js';
 import { VolumeStore } from '../../driver/src/metadata/volume-store.js';
 import { TestCa, type MintOptions } from '../helpers/test-ca.js';
 import { DelegatedBackend } from '../../driver/src/identity/delegated/delegated-backend.js';
@@ -89,6 +89,7 @@ export class VolumeHarness {
       spiffeId: null,
       jwtAudiences: [],
       jwtSvidFile: 'jwt-svid.token',
+      ...DEFAULT_LAYOUT_OPTIONS,
       ...overrides,
     };
   }

@@ -32,7 +32,7 @@ describe.skipIf(!isRoot)('VolumeManager restart', () => {
     expect(h.identity.openStreams).toHaveLength(0);
     expect(h.identity.bundleListenerCount).toBe(0);
     expect(await h.mountIds(spec.targetPath)).toHaveLength(1);
-    expect(await present(join(spec.targetPath, 'credential-bundle.pem'))).toBe(true);
+    expect(await present(join(spec.targetPath, 'credential-bundle.private-key.x509.pem'))).toBe(true);
     expect(await h.store.get(spec.volumeId)).toBeDefined();
   });
 
@@ -121,7 +121,7 @@ describe.skipIf(!isRoot)('VolumeManager restart', () => {
     await second.resumeAll();
     expect(await h.mountIds(spec.targetPath)).toHaveLength(1);
     // Visible links appear one by one after the ..data swap; wait for the last one we read.
-    await waitFor(async () => (await present(join(spec.targetPath, 'credential-bundle.pem'))) && present(join(spec.targetPath, 'identity.json')), {
+    await waitFor(async () => (await present(join(spec.targetPath, 'credential-bundle.private-key.x509.pem'))) && present(join(spec.targetPath, 'identity.json')), {
       message: 'files after remount',
     });
     expect(JSON.parse(await readFile(join(spec.targetPath, 'identity.json'), 'utf8')).spiffeId).toBe('spiffe://example.org/web');

@@ -48,7 +48,7 @@ describe.skipIf(!isRoot)('VolumeManager after publish', () => {
     await waitFor(() => rotated.length === 2, { message: 'rotated event' });
     const leaf = next.svids[0]?.chainDer[0];
     expect((await read('svid.pem')).includes(leaf?.toString('base64').slice(0, 60) ?? 'x')).toBe(true);
-    expect(await modeOf(join(spec.targetPath, 'credential-bundle.pem'))).toEqual({ mode: 0o440, uid: 0, gid: 1500 });
+    expect(await modeOf(join(spec.targetPath, 'credential-bundle.private-key.x509.pem'))).toEqual({ mode: 0o440, uid: 0, gid: 1500 });
     expect(rotated.map((r) => r.initial)).toEqual([true, false]);
   });
 
@@ -66,7 +66,7 @@ describe.skipIf(!isRoot)('VolumeManager after publish', () => {
     await waitFor(() => rotated.length === 2);
     expect(rotated).toHaveLength(2);
     expect(await dataDir(spec.targetPath)).not.toBe(dir);
-    expect(await present(join(spec.targetPath, 'unrelated.test.spiffe-trust-bundle.pem'))).toBe(false);
+    expect(await present(join(spec.targetPath, 'unrelated.test.spiffe-trust-bundle.x509.pem'))).toBe(false);
   });
 
   it('keeps the last good files when the agent sends a bad SVID, and logs why without the key', async () => {
@@ -98,13 +98,13 @@ describe.skipIf(!isRoot)('VolumeManager after publish', () => {
     h.identity.fail(new AgentError(status.UNAVAILABLE, 'unavailable', 'connect ECONNREFUSED'));
     await waitFor(() => errors.some((e) => e.kind === 'agent-error'));
     expect(await dataDir(spec.targetPath)).toBe(dir);
-    expect(await present(join(spec.targetPath, 'credential-bundle.pem'))).toBe(true);
+    expect(await present(join(spec.targetPath, 'credential-bundle.private-key.x509.pem'))).toBe(true);
   });
 
   it('adds and removes per-domain bundle files as federation changes', async () => {
     const partner = await TestCa.create('partner.test');
     h.identity.setBundles(new Map([['example.org', h.ca.rootDer], ['partner.test', partner.rootDer]]));
-    const file = join(spec.targetPath, 'partner.test.spiffe-trust-bundle.pem');
+    const file = join(spec.targetPath, 'partner.test.spiffe-trust-bundle.x509.pem');
     h.identity.push(await h.update(undefined, ['spiffe://partner.test']));
     await waitFor(() => present(file), { message: 'partner bundle file' });
     expect(JSON.parse(await read('identity.json')).trustDomains).toEqual(['example.org', 'partner.test']);
@@ -116,7 +116,7 @@ describe.skipIf(!isRoot)('VolumeManager after publish', () => {
   it('rewrites the trust bundle when the own domain gains an authority', async () => {
     const extra = await TestCa.create('example.org');
     h.identity.setBundles(new Map([['example.org', Buffer.concat([h.ca.rootDer, extra.rootDer])]]));
-    await waitFor(async () => (await read('example.org.spiffe-trust-bundle.pem')).split('BEGIN CERTIFICATE').length === 3);
+    await waitFor(async () => (await read('example.org.spiffe-trust-bundle.x509.pem')).split('BEGIN CERTIFICATE').length === 3);
     expect((await read('bundle.pem')).split('BEGIN CERTIFICATE')).toHaveLength(3);
   });
 

@@ -32,10 +32,10 @@ describe.skipIf(!isRoot)('VolumeManager publish', () => {
 
     expect(await h.mountIds(spec.targetPath)).toHaveLength(1);
     expect(await modeOf(spec.targetPath)).toEqual({ mode: 0o750, uid: 0, gid: 2000 });
-    for (const key of ['credential-bundle.pem', 'svid_key.pem']) {
+    for (const key of ['credential-bundle.private-key.x509.pem', 'svid_key.pem']) {
       expect(await modeOf(join(spec.targetPath, key))).toEqual({ mode: 0o440, uid: 0, gid: 2000 });
     }
-    for (const pub of ['svid.pem', 'bundle.pem', 'example.org.spiffe-trust-bundle.pem', 'identity.json']) {
+    for (const pub of ['svid.pem', 'bundle.pem', 'example.org.spiffe-trust-bundle.x509.pem', 'identity.json']) {
       expect((await modeOf(join(spec.targetPath, pub))).mode).toBe(0o444);
     }
     const identity = JSON.parse(await readFile(join(spec.targetPath, 'identity.json'), 'utf8'));
@@ -156,7 +156,7 @@ describe.skipIf(!isRoot)('VolumeManager publish', () => {
     expect(await present(join(spec.targetPath, '..data'))).toBe(false);
     h.identity.setBundles(new Map([['example.org', h.ca.rootDer]]));
     await publishing;
-    expect(await present(join(spec.targetPath, 'credential-bundle.pem'))).toBe(true);
+    expect(await present(join(spec.targetPath, 'credential-bundle.private-key.x509.pem'))).toBe(true);
   });
 
   it('fails with FAILED_PRECONDITION when kubelet has not created the parent directory', async () => {

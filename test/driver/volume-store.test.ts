@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DEFAULT_FILES, type VolumeSpec } from '../../driver/src/volume/volume-spec.js';
+import { DEFAULT_LAYOUT_OPTIONS, DEFAULT_FILES, type VolumeSpec } from '../../driver/src/volume/volume-spec.js';
 import { VolumeStore, VolumeStoreError } from '../../driver/src/metadata/volume-store.js';
 import { LinuxMounter } from '../../driver/src/mount/mounter.js';
 
@@ -18,6 +18,7 @@ function spec(volumeId: string, overrides: Partial<VolumeSpec> = {}): VolumeSpec
     spiffeId: null,
     jwtAudiences: [],
     jwtSvidFile: 'jwt-svid.token',
+    ...DEFAULT_LAYOUT_OPTIONS,
     ...overrides,
   };
 }
@@ -80,6 +81,44 @@ describe('VolumeStore', () => {
     const bad = { ...spec('x'), pod: { name: 'web' } };
     await writeFile(store.pathFor('x'), JSON.stringify({ version: 1, spec: bad, createdAt: new Date().toISOString() }));
     await expect(store.get('x')).rejects.toMatchObject({ kind: 'corrupt', message: expect.stringMatching(/^volume-store: .*spec.pod.namespace/) });
+  });
+
+  it('resumes a record written before layout-names with the names it was published with', async () => {
+    // Exactly what the previous driver wrote: none of the issue #15 fields.
+    const { layoutNames: _l, credentialBundleFile: _c, hint: _h, allSvids: _a, mountContext: _m, ...old } = spec('old');
+    await writeFile(store.pathFor('old'), JSON.stringify({ version: 1, spec: old, createdAt: new Date().toISOString() }));
+    const record = await store.get('old');
+    expect(record?.spec).toEqual({
+      ...old,
+      layoutNames: '2026-02',
+      credentialBundleFile: 'credential-bundle.pem',
+      hint: null,
+      allSvids: false,
+      mountContext: null,
+    });
+  });
+
+  it('keeps the new fields of a record as written', async () => {
+    const full = spec('new', {
+      layoutNames: '2026-08',
+      credentialBundleFile: 'tls-bundle.pem',
+      hint: 'internal',
+      allSvids: true,
+      mountContext: 'system_u:object_r:container_file_t:s0:c1,c2',
+    });
+    await store.put(full);
+    expect((await store.get('new'))?.spec).toEqual(full);
+  });
+
+  it.each<[string, Record<string, unknown>, RegExp]>([
+    ['a hint that is not a string', { hint: 5 }, /spec\.hint must be null or a string/],
+    ['all-svids that is not a boolean', { allSvids: 'true' }, /spec\.allSvids must be a boolean/],
+    ['an empty credential bundle name', { credentialBundleFile: '' }, /spec\.credentialBundleFile must be a non-empty string/],
+    ['an unknown layout-names version without a credential bundle name', { layoutNames: '2099-01', credentialBundleFile: undefined }, /layout-names/],
+  ])('treats a record with %s as corrupt', async (_what, fields, message) => {
+    const bad = { ...spec('x'), ...fields };
+    await writeFile(store.pathFor('x'), JSON.stringify({ version: 1, spec: bad, createdAt: new Date().toISOString() }));
+    await expect(store.get('x')).rejects.toMatchObject({ kind: 'corrupt', message: expect.stringMatching(message) });
   });
 
   it('removes temp files left by a crash on init', async () => {

@@ -60,7 +60,7 @@ describe.skipIf(!isRoot)('agent faults: repeated agent outages under 200 volumes
         volumes.push(...(await Promise.all(batch)));
       }
       const dataOf = (): Promise<string[]> => Promise.all(volumes.map((v) => readlink(join(v.targetPath, '..data'))));
-      const credentialsOf = (): Promise<Buffer[]> => Promise.all(volumes.map((v) => readFile(join(v.targetPath, 'credential-bundle.pem'))));
+      const credentialsOf = (): Promise<Buffer[]> => Promise.all(volumes.map((v) => readFile(join(v.targetPath, 'credential-bundle.private-key.x509.pem'))));
 
       let samples = 0;
       let lost = 0;

@@ -10,10 +10,11 @@ import { mkdir, mkdtemp, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FileSource, verifyX509Svid, type X509Material } from '@spire-csi/sdk';
+import { FileSource, type X509Material } from '@spire-csi/sdk/source';
+import { verifyX509Svid } from '@spire-csi/sdk/x509';
 import { AtomicWriter } from '../../driver/src/storage/atomic-writer.js';
 import { buildPayload } from '../../driver/src/storage/payload.js';
-import { DEFAULT_FILES, DEFAULT_JWT_SVID_FILE, type VolumeSpec } from '../../driver/src/volume/volume-spec.js';
+import { DEFAULT_LAYOUT_OPTIONS, DEFAULT_FILES, DEFAULT_JWT_SVID_FILE, type VolumeSpec } from '../../driver/src/volume/volume-spec.js';
 import { DriverHarness, isRoot } from '../helpers/driver-harness.js';
 import { KubeletEmulator, type PublishedVolume } from '../helpers/kubelet-emulator.js';
 import { TestCa } from '../helpers/test-ca.js';
@@ -79,6 +80,7 @@ describe('torn reads against the AtomicWriter (no mounts)', () => {
         spiffeId: null,
         jwtAudiences: [],
         jwtSvidFile: DEFAULT_JWT_SVID_FILE,
+        ...DEFAULT_LAYOUT_OPTIONS,
       };
       const writer = new AtomicWriter(target);
       const write = async (index: number): Promise<void> => {

@@ -104,8 +104,13 @@ export interface CredentialFilesSpec {
   readonly bundlePem: string;
   /** Federated trust domain name → root PEM(s). */
   readonly federated?: Readonly<Record<string, string>>;
-  /** Which spelling of the credential bundle to write. Default `credential-bundle.pem`. */
-  readonly credentialBundleName?: 'credential-bundle.pem' | 'credential-bundle.private-key.pem';
+  /**
+   * Which spelling of the credential bundle to write. Default `credential-bundle.pem`, the driver's
+   * `layout-names: "2026-02"` (its default is `credential-bundle.private-key.x509.pem`).
+   */
+  readonly credentialBundleName?: 'credential-bundle.pem' | 'credential-bundle.private-key.pem' | 'credential-bundle.private-key.x509.pem';
+  /** Which spelling of the trust bundle suffix to write. Default `.spiffe-trust-bundle.pem`, as above. */
+  readonly trustBundleSuffix?: '.spiffe-trust-bundle.pem' | '.spiffe-trust-bundle.x509.pem';
   /** Also write svid.pem / svid_key.pem / bundle.pem. Default true, like the driver. */
   readonly split?: boolean;
   /** Write the SPIFFE Filesystem Delivery files. Default true. */
@@ -122,8 +127,9 @@ export function credentialFiles(svid: MintedSvid, spec: CredentialFilesSpec): Re
   const files: Record<string, string> = {};
   if (spec.credentialBundle ?? true) {
     files[spec.credentialBundleName ?? 'credential-bundle.pem'] = svid.keyPem + svid.chainPem;
-    files[`${spec.trustDomain}.spiffe-trust-bundle.pem`] = spec.bundlePem;
-    for (const [td, pem] of Object.entries(spec.federated ?? {})) files[`${td}.spiffe-trust-bundle.pem`] = pem;
+    const suffix = spec.trustBundleSuffix ?? '.spiffe-trust-bundle.pem';
+    files[`${spec.trustDomain}${suffix}`] = spec.bundlePem;
+    for (const [td, pem] of Object.entries(spec.federated ?? {})) files[`${td}${suffix}`] = pem;
   }
   if (spec.split ?? true) {
     files['svid.pem'] = svid.chainPem;

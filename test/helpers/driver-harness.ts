@@ -11,7 +11,7 @@ import type { DriverConfig } from '../../driver/src/config/driver-config.js';
 import { DevAgent } from '../../dev/src/dev-agent/server.js';
 import type { Registrations } from '../../dev/src/dev-agent/registrations.js';
 import { createLogger } from '../../driver/src/logging.js';
-import { startDriver, type RunningDriver } from '../../driver/src/main.js';
+import { startDriver, type DriverDependencies, type RunningDriver } from '../../driver/src/main.js';
 import { parseMountInfo } from '../../driver/src/mount/mountinfo.js';
 import { KubeletEmulator } from './kubelet-emulator.js';
 import { waitFor } from './wait-for.js';
@@ -85,15 +85,15 @@ export class DriverHarness {
     return this.kubeletClient;
   }
 
-  /** The driver in this process, logging JSON lines into `logLines`. */
-  async startDriver(): Promise<RunningDriver> {
+  /** The driver in this process, logging JSON lines into `logLines`; `deps` replaces its parts (a probe, a mounter). */
+  async startDriver(deps: Omit<DriverDependencies, 'logger'> = {}): Promise<RunningDriver> {
     const sink = new Writable({
       write: (chunk: Buffer, _encoding, done) => {
         this.logLines.push(...chunk.toString('utf8').split('\n').filter((line) => line !== ''));
         done();
       },
     });
-    this.driver = await startDriver(this.config, { logger: createLogger('debug', sink) });
+    this.driver = await startDriver(this.config, { ...deps, logger: createLogger('debug', sink) });
     return this.driver;
   }
 

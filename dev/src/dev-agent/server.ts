@@ -6,7 +6,7 @@ import {
   type ServerWritableStream,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
-import { silentLogger, type Logger } from '@spire-csi/sdk';
+import { silentLogger, type Logger } from '@spire-csi/sdk/internal';
 import { loadProtos, type WireFetchJwtSvidsRequest, type WireFetchJwtSvidsResponse } from '@spire-csi/driver/internal';
 import { endWithStatus, UnixGrpcEndpoint } from './grpc-endpoint.js';
 import type { JwtAuthority } from './jwt-authority.js';

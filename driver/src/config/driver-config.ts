@@ -1,6 +1,7 @@
 import { isAbsolute } from 'node:path';
 import { parseCsiEndpoint } from '../csi/server.js';
 import { parseDuration } from './duration.js';
+import { parseSelinuxSetting, SelinuxSettingError, type SelinuxSetting } from '../mount/selinux.js';
 import { ConfigError, formatHelp, parseOptions, type OptionSpec } from './options.js';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
@@ -18,6 +19,8 @@ export interface DriverConfig {
   readonly logLevel: LogLevel;
   /** `host:port` for /metrics, /healthz and /readyz; null disables the listener. */
   readonly metricsAddress: string | null;
+  /** The SELinux label of tmpfs mounts kubelet sent no `context=` for; `auto` when absent. */
+  readonly selinuxContext?: SelinuxSetting;
 }
 
 export const DRIVER_OPTIONS: readonly OptionSpec[] = [
@@ -30,6 +33,12 @@ export const DRIVER_OPTIONS: readonly OptionSpec[] = [
   { flag: 'publish-timeout', env: 'SPIRE_CSI_PUBLISH_TIMEOUT', default: '30s', help: 'how long NodePublishVolume waits for the first SVID and bundle' },
   { flag: 'log-level', env: 'SPIRE_CSI_LOG_LEVEL', default: 'info', help: `one of ${LOG_LEVELS.join(', ')}` },
   { flag: 'metrics-address', env: 'SPIRE_CSI_METRICS_ADDRESS', default: '', help: 'host:port for /metrics, /healthz, /readyz (empty: off)' },
+  {
+    flag: 'selinux-context',
+    env: 'SPIRE_CSI_SELINUX_CONTEXT',
+    default: 'auto',
+    help: 'SELinux label of volumes kubelet sends no context= for: auto (container_file_t:s0 when /sys/fs/selinux is mounted), none, or a label',
+  },
 ];
 
 export const DRIVER_USAGE =
@@ -66,7 +75,17 @@ export function parseDriverConfig(argv: readonly string[], env: NodeJS.ProcessEn
     publishTimeoutMs: parseDuration(get('publish-timeout'), '--publish-timeout'),
     logLevel,
     metricsAddress: metrics === '' ? null : metrics,
+    selinuxContext: parseSelinuxContext(get('selinux-context')),
   };
+}
+
+function parseSelinuxContext(value: string): SelinuxSetting {
+  try {
+    return parseSelinuxSetting(value);
+  } catch (error) {
+    if (error instanceof SelinuxSettingError) throw new ConfigError(error.message);
+    throw error;
+  }
 }
 
 /** The CSI server's own endpoint rule, reported as a command-line error. */

@@ -1,3 +1,4 @@
+import { CURRENT_LAYOUT_NAMES, isLayoutNamesVersion, layoutNames } from '@spire-csi/sdk/layout';
 import { DEFAULT_FILES, DEFAULT_JWT_SVID_FILE, diffSpecs, type VolumeSpec } from '../volume/volume-spec.js';
 import type { NodePublishVolumeRequest } from '../proto/csi-messages.js';
 import { checkTargetPathOnDisk } from '../target-path/target-path.js';
@@ -44,11 +45,20 @@ function requestOf(spec: VolumeSpec): NodePublishVolumeRequest {
   // With several audiences the file name is per audience; a record written before that rule may
   // still carry a name, which is ignored rather than making the record fail.
   if (spec.jwtAudiences.length <= 1) set('jwt-svid-file', spec.jwtSvidFile, DEFAULT_JWT_SVID_FILE);
+  set('layout-names', spec.layoutNames, CURRENT_LAYOUT_NAMES);
+  // An unknown version is left to the validation to reject, naming the valid ones.
+  const layoutDefault = isLayoutNamesVersion(spec.layoutNames) ? layoutNames(spec.layoutNames).credentialBundle : '';
+  set('credential-bundle-file', spec.credentialBundleFile, layoutDefault);
+  set('hint', spec.hint ?? '', '');
+  set('all-svids', String(spec.allSvids), 'false');
   return {
     volume_id: spec.volumeId,
     target_path: spec.targetPath,
     readonly: true,
-    volume_capability: { mount: { fs_type: '', mount_flags: [], volume_mount_group: '' }, access_mode: { mode: 'SINGLE_NODE_WRITER' } },
+    volume_capability: {
+      mount: { fs_type: '', mount_flags: spec.mountContext === null ? [] : [`context="${spec.mountContext}"`], volume_mount_group: '' },
+      access_mode: { mode: 'SINGLE_NODE_WRITER' },
+    },
     volume_context: {
       [POD_INFO_KEYS.name]: spec.pod.name,
       [POD_INFO_KEYS.namespace]: spec.pod.namespace,

@@ -12,7 +12,7 @@ import { lstat, mkdir, unlink } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { dirname, isAbsolute } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { silentLogger, type Logger } from '@spire-csi/sdk';
+import { silentLogger, type Logger } from '@spire-csi/sdk/internal';
 import { loadProtos, type LoadedProtos } from '../proto/load.js';
 import { CsiError } from './errors.js';
 import type { CsiIdentity } from './identity-service.js';

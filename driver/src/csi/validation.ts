@@ -1,15 +1,23 @@
-import { SpiffeId } from '@spire-csi/sdk';
+import { SpiffeId } from '@spire-csi/sdk/spiffeid';
 import {
   audienceOfJwtSvidFileName,
+  CREDENTIAL_BUNDLE_FILES,
+  CURRENT_LAYOUT_NAMES,
+  isExtraCredentialBundleFileName,
+  isLayoutNamesVersion,
   JWT_SVID_AUDIENCE_FILE_PREFIX,
   JWT_SVID_AUDIENCE_FILE_SUFFIX,
+  LAYOUT_NAMES_VERSIONS,
+  layoutNames,
   RESERVED_FILE_NAMES,
   RESERVED_FILE_SUFFIXES,
+  type LayoutNamesVersion,
 } from '@spire-csi/sdk/layout';
 import type { AccessModeName, NodePublishVolumeRequest, NodeUnpublishVolumeRequest } from '../proto/csi-messages.js';
 import type { PodReference } from '../identity/pod-reference.js';
 import { DEFAULT_FILES, DEFAULT_JWT_SVID_FILE, type VolumeSpec } from '../volume/volume-spec.js';
 import { jwtSvidFilesOf } from '../volume/volume-state.js';
+import { isSelinuxLabel } from '../mount/selinux.js';
 import { CsiError } from './errors.js';
 
 /*
@@ -33,6 +41,10 @@ export const SPIRE_ATTRIBUTES = [
   'spiffe-id',
   'jwt-audiences',
   'jwt-svid-file',
+  'credential-bundle-file',
+  'layout-names',
+  'hint',
+  'all-svids',
 ] as const;
 export type SpireAttribute = (typeof SPIRE_ATTRIBUTES)[number];
 
@@ -56,6 +68,16 @@ export const ACCEPTED_ACCESS_MODES: readonly AccessModeName[] = [
   'SINGLE_NODE_MULTI_WRITER',
   'MULTI_NODE_READER_ONLY',
 ];
+
+/**
+ * The mount flags this tmpfs takes: kubelet's SELinux `context="<label>"` (sent with
+ * `seLinuxMount: true` on the CSIDriver), and the flags the driver always sets anyway. Anything
+ * else (ro, size=, mode=, exec, ...) would be ignored or contradict what the driver must do
+ * (write the files, keep keys non-executable), so it is refused rather than silently dropped.
+ */
+export const ACCEPTED_MOUNT_FLAGS: readonly string[] = ['context="<SELinux label>"', 'nosuid', 'nodev', 'noexec'];
+const NO_OP_MOUNT_FLAGS: readonly string[] = ['nosuid', 'nodev', 'noexec'];
+const MAX_HINT_BYTES = 1024;
 
 const MAX_GROUP_ID = 2 ** 31 - 1;
 const MAX_FILE_NAME_BYTES = 255;
@@ -82,7 +104,7 @@ export interface TargetPathParts {
 export function validatePublishRequest(req: NodePublishVolumeRequest, config: ValidationConfig): VolumeSpec {
   const volumeId = requireVolumeId(req.volume_id);
   const rawTargetPath = requireTargetPath(req.target_path);
-  const mountGroup = checkVolumeCapability(req);
+  const { mountGroup, mountContext } = checkVolumeCapability(req);
   const context = req.volume_context ?? {};
   const pod = checkPodReference(context);
   checkEphemeral(context);
@@ -99,7 +121,7 @@ export function validatePublishRequest(req: NodePublishVolumeRequest, config: Va
     );
   }
   const attributes = readSpireAttributes(context);
-  return buildSpec(volumeId, target.path, pod, mountGroup, attributes);
+  return buildSpec(volumeId, target.path, pod, mountGroup, mountContext, attributes);
 }
 
 export function validateUnpublishRequest(req: NodeUnpublishVolumeRequest, config: ValidationConfig): UnpublishTarget {
@@ -165,8 +187,8 @@ function requireTargetPath(value: string | undefined): string {
   return value;
 }
 
-/** Returns the volume_mount_group as sent ('' when unset). */
-function checkVolumeCapability(req: NodePublishVolumeRequest): string {
+/** The volume_mount_group as sent ('' when unset) and the SELinux label of the mount flags (null without one). */
+function checkVolumeCapability(req: NodePublishVolumeRequest): { mountGroup: string; mountContext: string | null } {
   const capability = req.volume_capability;
   if (capability === undefined || capability === null) {
     throw invalid('volume_capability is missing; it is required');
@@ -191,7 +213,36 @@ function checkVolumeCapability(req: NodePublishVolumeRequest): string {
         `use one of ${ACCEPTED_ACCESS_MODES.join(', ')} (kubelet sends SINGLE_NODE_WRITER for inline volumes)`,
     );
   }
-  return mount.volume_mount_group ?? '';
+  return { mountGroup: mount.volume_mount_group ?? '', mountContext: mountContextOf(mount.mount_flags ?? []) };
+}
+
+/** kubelet sends one option per flag, the label quoted as `context="..."` (its level may hold commas). */
+function mountContextOf(flags: readonly string[]): string | null {
+  let context: string | null = null;
+  for (const flag of flags) {
+    if (NO_OP_MOUNT_FLAGS.includes(flag)) continue;
+    const match = /^context=("?)(.*)\1$/s.exec(flag);
+    if (match === null) {
+      throw invalid(
+        `volume_capability.mount.mount_flags has ${q(flag)}, which this driver does not apply to its tmpfs; ` +
+          `accepted flags, one per entry: ${ACCEPTED_MOUNT_FLAGS.join(', ')}`,
+      );
+    }
+    const label = match[2] ?? '';
+    if (!isSelinuxLabel(label)) {
+      throw invalid(
+        `volume_capability.mount.mount_flags ${q(flag)} does not hold an SELinux label; ` +
+          'expected context="user:role:type:level", e.g. context="system_u:object_r:container_file_t:s0:c1,c2"',
+      );
+    }
+    if (context !== null && context !== label) {
+      throw invalid(
+        `volume_capability.mount.mount_flags has two SELinux contexts (${q(context)} and ${q(label)}); a mount takes one, send only one`,
+      );
+    }
+    context = label;
+  }
+  return context;
 }
 
 function checkPodReference(context: Record<string, string>): PodReference {
@@ -254,8 +305,11 @@ function buildSpec(
   targetPath: string,
   pod: PodReference,
   mountGroup: string,
+  mountContext: string | null,
   attributes: SpireAttributes,
 ): VolumeSpec {
+  const layout = parseLayoutNames(attributes['layout-names']);
+  const allSvids = parseBoolean('all-svids', attributes['all-svids']);
   const jwtAudiences = attributes['jwt-audiences'] === undefined ? [] : parseAudiences(attributes['jwt-audiences']);
   if (attributes['jwt-svid-file'] !== undefined && jwtAudiences.length === 0) {
     throw invalid(
@@ -277,7 +331,9 @@ function buildSpec(
     bundle: fileName('bundle-file', attributes, DEFAULT_FILES.bundle, jwtAudiences),
   };
   const jwtSvidFile = fileName('jwt-svid-file', attributes, DEFAULT_JWT_SVID_FILE, jwtAudiences);
+  const credentialBundleFile = fileName('credential-bundle-file', attributes, layoutNames(layout).credentialBundle, jwtAudiences);
   const named: [SpireAttribute, string][] = [
+    ['credential-bundle-file', credentialBundleFile],
     ['svid-file', files.svid],
     ['key-file', files.key],
     ['bundle-file', files.bundle],
@@ -285,6 +341,7 @@ function buildSpec(
   // With several audiences jwt-svid-file is not written, so it cannot collide with anything.
   if (jwtAudiences.length === 1) named.push(['jwt-svid-file', jwtSvidFile]);
   checkDistinct(named, attributes);
+  if (allSvids) checkExtraCredentialNames(named, credentialBundleFile);
   if (several) checkAudienceFileNames(jwtSvidFilesOf({ jwtAudiences, jwtSvidFile }));
 
   return {
@@ -297,7 +354,46 @@ function buildSpec(
     spiffeId: attributes['spiffe-id'] === undefined ? null : parseSpiffeId(attributes['spiffe-id']),
     jwtAudiences,
     jwtSvidFile,
+    layoutNames: layout,
+    credentialBundleFile,
+    hint: attributes.hint === undefined ? null : parseHint(attributes.hint),
+    allSvids,
+    mountContext,
   };
+}
+
+function parseLayoutNames(value: string | undefined): LayoutNamesVersion {
+  if (value === undefined) return CURRENT_LAYOUT_NAMES;
+  if (isLayoutNamesVersion(value)) return value;
+  const described = LAYOUT_NAMES_VERSIONS.map((version) => {
+    const names = layoutNames(version);
+    return `${version}${version === CURRENT_LAYOUT_NAMES ? ', the default' : ''}: ${names.credentialBundle} and <trust-domain>${names.trustBundleSuffix}`;
+  });
+  throw invalid(
+    `volume attribute ${attr('layout-names')} is ${q(value)}; use one of ${LAYOUT_NAMES_VERSIONS.join(', ')} (${described.join('; ')})`,
+  );
+}
+
+/** SPIRE's hints are free text; this keeps them printable and of a size a message can quote. */
+function parseHint(value: string): string {
+  const field = `volume attribute ${attr('hint')}`;
+  if (value === '') throw invalid(`${field} is empty; set the hint of the registration entry to publish, or remove the attribute`);
+  // eslint-disable-next-line no-control-regex -- rejecting control characters is the point
+  if (/[\u0000-\u001f\u007f]/.test(value)) throw invalid(`${field} ${q(value)} contains a control character; SPIRE hints are plain text`);
+  if (Buffer.byteLength(value, 'utf8') > MAX_HINT_BYTES) throw invalid(`${field} is longer than ${MAX_HINT_BYTES} bytes; use the entry's hint as set in SPIRE`);
+  return value;
+}
+
+/** With all-svids, `<n>.<credential bundle>` names the extra SVIDs' files: no other file may take one. */
+function checkExtraCredentialNames(named: readonly [SpireAttribute, string][], credentialBundleFile: string): void {
+  for (const [name, value] of named) {
+    if (name !== 'credential-bundle-file' && isExtraCredentialBundleFileName(value, credentialBundleFile)) {
+      throw invalid(
+        `volume attribute ${attr(name)} ${q(value)} has the form <n>.${credentialBundleFile}, which ${attr('all-svids')} ` +
+          'uses for the extra SVIDs; choose another name',
+      );
+    }
+  }
 }
 
 function fileName(name: SpireAttribute, attributes: SpireAttributes, fallback: string, jwtAudiences: readonly string[]): string {
@@ -316,10 +412,13 @@ function fileName(name: SpireAttribute, attributes: SpireAttributes, fallback: s
   if (Buffer.byteLength(value, 'utf8') > MAX_FILE_NAME_BYTES) {
     throw invalid(`${field} is longer than ${MAX_FILE_NAME_BYTES} bytes${plain}`);
   }
-  if (RESERVED_FILE_NAMES.includes(value) || RESERVED_FILE_SUFFIXES.some((suffix) => value.endsWith(suffix))) {
+  // The credential bundle may take any of its own spellings; every other file none of them, since
+  // readers take each spelling for a credential bundle.
+  const ownSpelling = name === 'credential-bundle-file' && (CREDENTIAL_BUNDLE_FILES as readonly string[]).includes(value);
+  if ((RESERVED_FILE_NAMES.includes(value) && !ownSpelling) || RESERVED_FILE_SUFFIXES.some((suffix) => value.endsWith(suffix))) {
     throw invalid(
       `${field} ${q(value)} is reserved: the driver itself writes ${RESERVED_FILE_NAMES.join(', ')}, ` +
-        `<trust-domain>.spiffe-trust-bundle.pem and <trust-domain>.jwt-bundle.json; choose another name`,
+        `<trust-domain>.spiffe-trust-bundle.x509.pem (or .spiffe-trust-bundle.pem) and <trust-domain>.jwt-bundle.json; choose another name`,
     );
   }
   checkJwtSvidFilePattern(name, value, field, jwtAudiences);

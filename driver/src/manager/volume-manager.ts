@@ -1,6 +1,6 @@
 import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { silentLogger } from '@spire-csi/sdk';
+import { silentLogger } from '@spire-csi/sdk/internal';
 import { systemClock, type Clock } from '@spire-csi/sdk/clock';
 import type { VolumePublisher } from './volume-publisher.js';
 import type { BackoffOptions } from '../retry/backoff.js';
@@ -431,7 +431,9 @@ export class VolumeManager implements VolumePublisher {
   private tmpfsOptions(spec: VolumeSpec): TmpfsOptions {
     const sizeBytes = this.opts.tmpfsSizeBytes ?? DEFAULT_TMPFS_SIZE_BYTES;
     // With an fsGroup only that group may enter; without one, the files' own modes decide.
-    return spec.fsGroup === null ? { sizeBytes, mode: 0o755 } : { sizeBytes, mode: 0o750, gid: spec.fsGroup };
+    const base: TmpfsOptions = spec.fsGroup === null ? { sizeBytes, mode: 0o755 } : { sizeBytes, mode: 0o750, gid: spec.fsGroup };
+    // kubelet's SELinux label (seLinuxMount); without one the mounter applies the driver's default.
+    return spec.mountContext === null ? base : { ...base, context: spec.mountContext };
   }
 
   private get timeoutMs(): number {

@@ -3,7 +3,8 @@ import { VOLUME_SPEC_FIELDS, valueAt, type SpecFieldType, type VolumeSpec } from
 /**
  * Rebuilds a VolumeSpec from untrusted JSON (a record on disk), checking every field's type by the
  * spec's field table. Fields the table does not name are dropped, so a record can never carry more
- * into the driver than a publish request could.
+ * into the driver than a publish request could; fields the table added later get their
+ * `whenAbsent` value, so records of an older driver still resume.
  */
 export function parseVolumeSpec(raw: unknown): VolumeSpec {
   asObject(raw, 'spec');
@@ -13,7 +14,10 @@ export function parseVolumeSpec(raw: unknown): VolumeSpec {
     for (let depth = 1; depth < field.path.length; depth++) {
       asObject(valueAt(raw, field.path.slice(0, depth)), ['spec', ...field.path.slice(0, depth)].join('.'));
     }
-    setAt(out, field.path, checked(valueAt(raw, field.path), field.type, name));
+    const value = valueAt(raw, field.path);
+    // A field added after the record was written takes the value that keeps the volume as it was.
+    if (value === undefined && field.whenAbsent !== undefined) setAt(out, field.path, field.whenAbsent(out));
+    else setAt(out, field.path, checked(value, field.type, name));
   }
   return out as unknown as VolumeSpec;
 }

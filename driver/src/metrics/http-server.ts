@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { silentLogger, type Logger } from '@spire-csi/sdk';
+import { silentLogger, type Logger } from '@spire-csi/sdk/internal';
 import type { Registry } from 'prom-client';
 
 export type Readiness = { readonly ready: true } | { readonly ready: false; readonly reason: string };

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { LibcError, loadLibc, MS_NODEV, MS_NOEXEC, MS_NOSUID, UMOUNT_NOFOLLOW, type Libc } from './libc.js';
 import { probeMountPoint } from './libc-mount-point.js';
+import { isSelinuxLabel } from './selinux.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -15,6 +16,8 @@ export interface TmpfsOptions {
   /** Mode of the tmpfs root, e.g. 0o755, or 0o750 with `gid` so only that group may enter. */
   readonly mode: number;
   readonly gid?: number;
+  /** SELinux label for every file of the tmpfs (`context=`); the mounter's default when absent. */
+  readonly context?: string;
 }
 
 /** The mount operations the volume manager needs; tests and other platforms supply their own. */
@@ -48,6 +51,13 @@ export interface LinuxMounterOptions {
   readonly mountInfoPath?: string;
   /** Limit for each exec'd command; system calls do not take one. */
   readonly commandTimeoutMs?: number;
+  /**
+   * SELinux label for a tmpfs mounted without `options.context` (the driver's --selinux-context,
+   * resolved at start); none when undefined.
+   */
+  readonly defaultContext?: string;
+  /** The system calls to use instead of koffi's binding (tests); implies syscalls 'auto'. */
+  readonly libc?: Libc;
 }
 
 /** How a `LinuxMounter` reaches the kernel, for the startup log. */
@@ -72,6 +82,12 @@ export function tmpfsMountData(options: TmpfsOptions): string {
     if (!Number.isInteger(options.gid) || options.gid < 0) throw new MountError(`invalid gid ${options.gid}`);
     parts.push(`gid=${options.gid}`);
   }
+  if (options.context !== undefined) {
+    if (!isSelinuxLabel(options.context)) throw new MountError(`invalid SELinux context ${JSON.stringify(options.context)}`);
+    // Quoted, as kubelet writes it: the level's category list holds commas, and both the kernel
+    // (selinux_sb_eat_lsm_opts) and libmount keep a quoted value together.
+    parts.push(`context="${options.context}"`);
+  }
   return parts.join(',');
 }
 
@@ -92,12 +108,22 @@ export class LinuxMounter implements Mounter {
   private readonly mountInfoPath: string;
   private readonly mountInfoOnly: boolean;
   private readonly timeoutMs: number;
+  private readonly defaultContext: string | undefined;
+  private readonly injectedLibc: Libc | undefined;
 
   constructor(options: LinuxMounterOptions = {}) {
     const binaries = options.mountBinary !== undefined || options.umountBinary !== undefined;
     if (binaries && options.syscalls === 'auto') {
       throw new MountError("mountBinary and umountBinary only apply with syscalls: 'exec'");
     }
+    if (options.libc !== undefined && (binaries || options.syscalls === 'exec')) {
+      throw new MountError("libc only applies with syscalls: 'auto'");
+    }
+    if (options.defaultContext !== undefined && !isSelinuxLabel(options.defaultContext)) {
+      throw new MountError(`invalid default SELinux context ${JSON.stringify(options.defaultContext)}`);
+    }
+    this.defaultContext = options.defaultContext;
+    this.injectedLibc = options.libc;
     this.syscalls = options.syscalls ?? (binaries ? 'exec' : 'auto');
     this.mountBinary = options.mountBinary ?? 'mount';
     this.umountBinary = options.umountBinary ?? 'umount';
@@ -109,21 +135,29 @@ export class LinuxMounter implements Mounter {
   /** Which path the calls take, and why; loads the FFI binding if that has not happened yet. */
   async backend(): Promise<MountBackend> {
     if (this.syscalls === 'exec') return { kind: 'exec', reason: "syscalls: 'exec' was asked for" };
+    if (this.injectedLibc !== undefined) return { kind: 'syscalls', reason: 'system calls through the given libc' };
     const load = await loadLibc();
     return load.libc !== undefined
       ? { kind: 'syscalls', reason: 'mount(2), umount2(2) and statx(2) through koffi' }
       : { kind: 'exec', reason: load.reason };
   }
 
-  async mountTmpfs(target: string, options: TmpfsOptions): Promise<void> {
+  async mountTmpfs(target: string, requested: TmpfsOptions): Promise<void> {
     checkPath(target);
+    const options = this.withContext(requested);
     const libc = await this.libc();
     if (libc === undefined) return this.execMount(target, options);
     const data = tmpfsMountData(options);
     try {
       libc.mount('tmpfs', target, 'tmpfs', TMPFS_MOUNT_FLAGS, data);
     } catch (err) {
-      throw new MountError(`mounting tmpfs at ${target} failed: ${syscallFailure(err)}`, { cause: err });
+      // mount(8) drops an SELinux option on a kernel without SELinux; mount(2) refuses it.
+      const selinux =
+        options.context !== undefined && err instanceof LibcError && err.code === 'EINVAL'
+          ? `; the options carry the SELinux context ${JSON.stringify(options.context)}, which a kernel without SELinux enabled refuses ` +
+            '(on a node without SELinux, run the driver with --selinux-context auto or none)'
+          : '';
+      throw new MountError(`mounting tmpfs at ${target} failed: ${syscallFailure(err)}${selinux}`, { cause: err });
     }
   }
 
@@ -163,7 +197,13 @@ export class LinuxMounter implements Mounter {
 
   private async libc(): Promise<Libc | undefined> {
     if (this.syscalls === 'exec') return undefined;
-    return (await loadLibc()).libc;
+    return this.injectedLibc ?? (await loadLibc()).libc;
+  }
+
+  /** kubelet's label wins: with one, kubelet does not relabel the volume itself. */
+  private withContext(options: TmpfsOptions): TmpfsOptions {
+    if (options.context !== undefined || this.defaultContext === undefined) return options;
+    return { ...options, context: this.defaultContext };
   }
 
   private async execMount(target: string, options: TmpfsOptions): Promise<void> {

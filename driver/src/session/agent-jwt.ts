@@ -1,5 +1,5 @@
 import { decodeJwt, decodeProtectedHeader } from 'jose';
-import { SpiffeId } from '@spire-csi/sdk';
+import { SpiffeId } from '@spire-csi/sdk/spiffeid';
 import type { AgentJwtSvid } from '../identity/identity-backend.js';
 
 /** JWT-SVID.md §2.1: the only algorithms a JWT-SVID may carry. */
@@ -20,10 +20,12 @@ export interface CheckedJwtSvid {
   readonly expiresAt: Date;
 }
 
-/** The JWT-SVID a volume publishes: the one with the requested SPIFFE ID, else the first. */
-export function chooseJwtSvid(svids: readonly AgentJwtSvid[], spiffeId: string | null): AgentJwtSvid | undefined {
-  if (spiffeId === null) return svids[0];
-  return svids.find((svid) => svid.spiffeId === spiffeId);
+/**
+ * The JWT-SVID a volume publishes: the first with the requested SPIFFE ID and hint (each only when
+ * asked for), as for the X.509-SVID, so both name the same registration entry.
+ */
+export function chooseJwtSvid(svids: readonly AgentJwtSvid[], spiffeId: string | null, hint: string | null = null): AgentJwtSvid | undefined {
+  return svids.find((svid) => (spiffeId === null || svid.spiffeId === spiffeId) && (hint === null || svid.hint === hint));
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { X509Certificate } from 'node:crypto';
-import { SpiffeId, TrustDomain, X509Bundle, X509Svid, verifyX509Svid } from '@spire-csi/sdk';
+import { SpiffeId, TrustDomain } from '@spire-csi/sdk/spiffeid';
+import { X509Bundle, X509Svid, verifyX509Svid } from '@spire-csi/sdk/x509';
 import type { AgentX509Svid, BundleUpdate, X509SvidUpdate } from '../identity/identity-backend.js';
 
 /**
@@ -18,10 +19,24 @@ export class AgentSvidError extends Error {
   }
 }
 
-/** The SVID a volume publishes: the one with the requested SPIFFE ID, else the first. */
-export function chooseSvid(update: X509SvidUpdate, spiffeId: string | null): AgentX509Svid | undefined {
-  if (spiffeId === null) return update.svids[0];
-  return update.svids.find((svid) => svid.spiffeId === spiffeId);
+/**
+ * The SVID a volume publishes: the first with the requested SPIFFE ID and hint (each only when
+ * asked for), so the first of all without either. SPIRE may give one SPIFFE ID several SVIDs
+ * told apart by hint, hence both.
+ */
+export function chooseSvid(update: X509SvidUpdate, spiffeId: string | null, hint: string | null = null): AgentX509Svid | undefined {
+  return update.svids.find((svid) => (spiffeId === null || svid.spiffeId === spiffeId) && (hint === null || svid.hint === hint));
+}
+
+/** An SVID in messages: its SPIFFE ID, and its hint when it has one. */
+export function describeSvid(svid: { readonly spiffeId: string; readonly hint: string }): string {
+  return svid.hint === '' ? svid.spiffeId : `${svid.spiffeId} (hint ${JSON.stringify(svid.hint)})`;
+}
+
+/** What a volume asks for in words, for "none of the SVIDs is ..." messages. */
+export function describeChoice(spiffeId: string | null, hint: string | null): string {
+  const parts = [spiffeId === null ? null : spiffeId, hint === null ? null : `hint ${JSON.stringify(hint)}`].filter((p) => p !== null);
+  return parts.length === 0 ? 'any SVID' : parts.join(' with ');
 }
 
 /** Federated trust domain names; entries that are not trust domain IDs are reported, not fatal. */
@@ -105,7 +120,22 @@ export function checkAgentSvid(svid: AgentX509Svid, bundles: BundleUpdate, optio
   return { svid: parsed, path };
 }
 
+/**
+ * Parsed bundles by the agent's bytes: every volume's update refers to the same Buffer of the
+ * shared bundle stream, so a rotation of a thousand volumes parses each CA once, not a thousand
+ * times. Entries go with the Buffers.
+ */
+const parsedBundles = new WeakMap<Buffer, X509Bundle>();
+
 function parseBundle(td: TrustDomain, der: Buffer): X509Bundle {
+  const cached = parsedBundles.get(der);
+  if (cached !== undefined && cached.trustDomain.equals(td)) return cached;
+  const bundle = parseBundleDer(td, der);
+  parsedBundles.set(der, bundle);
+  return bundle;
+}
+
+function parseBundleDer(td: TrustDomain, der: Buffer): X509Bundle {
   if (der.length === 0) return new X509Bundle(td, []);
   try {
     return X509Bundle.fromDer(td, der);

@@ -3,6 +3,7 @@ import type { Clock, ClockTimer } from '@spire-csi/sdk/clock';
 import { AgentError, type IdentityBackend } from '../identity/identity-backend.js';
 import type { PodReference } from '../identity/pod-reference.js';
 import { AgentJwtError, checkAgentJwtSvid, chooseJwtSvid, type CheckedJwtSvid } from './agent-jwt.js';
+import { describeChoice, describeSvid } from './agent-svid.js';
 
 /** Longest delay setTimeout honours; anything longer fires at once. */
 const MAX_TIMER_MS = 2_147_483_647;
@@ -29,6 +30,8 @@ export interface JwtRefresherOptions {
   /** The one audience every token is fetched for (and must carry alone). */
   readonly audience: string;
   readonly spiffeId: string | null;
+  /** The agent's hint of the SVID to take (csi.spire.io/hint); null takes any. */
+  readonly hint?: string | null;
   readonly clock: Clock;
   /** Uniform [0, 1) for the refresh jitter and the retry backoff. */
   readonly random: () => number;
@@ -117,12 +120,13 @@ export class JwtRefresher {
 
   private pick(svids: Parameters<typeof chooseJwtSvid>[0]): { token: CheckedJwtSvid } | { problem: string; invalid: boolean } {
     const { spiffeId, audience } = this.opts;
-    const chosen = chooseJwtSvid(svids, spiffeId);
+    const hint = this.opts.hint ?? null;
+    const chosen = chooseJwtSvid(svids, spiffeId, hint);
     if (chosen === undefined) {
       const problem =
         svids.length === 0
           ? 'the SPIRE agent returned no JWT-SVID for these selectors (no registration entry matches them yet)'
-          : `none of the JWT-SVIDs the agent returned is ${spiffeId} (got ${svids.map((s) => s.spiffeId).join(', ')})`;
+          : `none of the JWT-SVIDs the agent returned is ${describeChoice(spiffeId, hint)} (got ${svids.map(describeSvid).join(', ')})`;
       return { problem, invalid: false };
     }
     try {

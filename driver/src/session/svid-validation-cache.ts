@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { X509Certificate } from 'node:crypto';
-import { isWithinValidity, SpiffeId, type X509Svid } from '@spire-csi/sdk';
+import { isWithinValidity } from '@spire-csi/sdk/internal';
+import { SpiffeId } from '@spire-csi/sdk/spiffeid';
+import type { X509Svid } from '@spire-csi/sdk/x509';
 import type { AgentX509Svid, BundleUpdate } from '../identity/identity-backend.js';
 import { checkAgentSvid, validateAgentSvid, type ValidateOptions } from './agent-svid.js';
 

@@ -2,9 +2,9 @@ import { createHash } from 'node:crypto';
 import type { Logger } from '@spire-csi/sdk';
 import type { Clock, ClockTimer } from '@spire-csi/sdk/clock';
 import { Backoff, type BackoffOptions } from '../retry/backoff.js';
-import type { AgentError, BundleUpdate, IdentityBackend, JwtBundleUpdate, Subscription, X509SvidUpdate } from '../identity/identity-backend.js';
+import type { AgentError, AgentX509Svid, BundleUpdate, IdentityBackend, JwtBundleUpdate, Subscription, X509SvidUpdate } from '../identity/identity-backend.js';
 import type { CheckedJwtSvid } from './agent-jwt.js';
-import { AgentSvidError, chooseSvid } from './agent-svid.js';
+import { AgentSvidError, chooseSvid, describeChoice, describeSvid } from './agent-svid.js';
 import type { ConcurrencyLimiter } from '../concurrency/concurrency-limiter.js';
 import { JwtRefresher, type JwtFailure } from './jwt-refresher.js';
 import type { VolumeJwtState, VolumeJwtToken, VolumeState } from '../volume/volume-state.js';
@@ -95,6 +95,8 @@ export class VolumeSession {
   private closed = false;
   private readonly waiters = new Set<{ resolve: () => void; reject: (err: Error) => void }>();
   private readonly svidCache: SvidValidationCache;
+  /** Problems of extra SVIDs already reported, so one that stays invalid is warned about once. */
+  private reportedExtraProblems = new Set<string>();
 
   constructor(spec: VolumeSpec, deps: SessionDeps) {
     this.spec = spec;
@@ -158,6 +160,7 @@ export class VolumeSession {
         pod: this.spec.pod,
         audience,
         spiffeId: this.spec.spiffeId,
+        hint: this.spec.hint,
         clock: this.deps.clock,
         random: this.deps.random ?? Math.random,
         retry: this.deps.jwtRetry,
@@ -273,12 +276,13 @@ export class VolumeSession {
       this.problem = 'waiting for the trust bundles from the SPIRE agent';
       return;
     }
-    const chosen = chooseSvid(update, this.spec.spiffeId);
+    const chosen = chooseSvid(update, this.spec.spiffeId, this.spec.hint);
     if (chosen === undefined) {
       this.problem =
         update.svids.length === 0
           ? 'the SPIRE agent returned no X.509-SVID for these selectors (no registration entry matches them yet)'
-          : `none of the SVIDs the agent returned is ${this.spec.spiffeId} (got ${update.svids.map((s) => s.spiffeId).join(', ')})`;
+          : `none of the SVIDs the agent returned is ${describeChoice(this.spec.spiffeId, this.spec.hint)} ` +
+            `(got ${update.svids.map(describeSvid).join(', ')})`;
       if (this.delivered !== undefined) logger.warn({ reason: this.problem }, 'no usable SVID in the update; keeping the last good files');
       return;
     }
@@ -305,10 +309,20 @@ export class VolumeSession {
       jwt = this.jwtState(federatesWith);
       if (jwt === undefined) return;
     }
-    const x509Fingerprint = validated.fingerprint;
+    const extras = this.spec.allSvids ? this.validateExtras(update.svids, chosen, bundles, now, federatesWith) : undefined;
+    const x509Fingerprint = publishedFingerprint(validated.fingerprint, chosen.hint, extras);
     const fingerprint = jwt === undefined ? x509Fingerprint : `${x509Fingerprint}:${jwtFingerprintOf(jwt)}`;
     if (fingerprint === this.delivered?.fingerprint) return;
-    const state: VolumeState = { spec: this.spec, svid: chosen, parsed, bundles, federatesWith, jwt, updatedAt: now };
+    const state: VolumeState = {
+      spec: this.spec,
+      svid: chosen,
+      parsed,
+      bundles,
+      federatesWith,
+      jwt,
+      ...(extras === undefined ? {} : { extras: extras.map(({ svid, validated: v }) => ({ svid, parsed: v.svid })) }),
+      updatedAt: now,
+    };
     const deliver = async (): Promise<void> => {
       // Closed while waiting for a slot: the folder is being torn down, nothing may be written.
       if (this.closed) return;
@@ -344,7 +358,10 @@ export class VolumeSession {
         ? {}
         : { jwtAudiences: jwt.tokens.map((t) => t.audience), jwtExpiresAt: earliestExpiry(jwt).toISOString() }),
     };
-    logger.info(facts, initial ? 'identity published' : rotated ? 'identity updated' : 'JWT-SVID refreshed');
+    // One line per volume at info when it is published; rotations of a thousand volumes at once
+    // would otherwise write a thousand lines (and their CPU) every few minutes.
+    if (initial) logger.info(facts, 'identity published');
+    else logger.debug(facts, rotated ? 'identity updated' : 'JWT-SVID refreshed');
     if (rotated) this.deps.events.emit('rotated', { volumeId: this.spec.volumeId, spiffeId: chosen.spiffeId, notAfter: parsed.notAfter, initial });
     for (const waiter of [...this.waiters]) waiter.resolve();
   }
@@ -395,6 +412,42 @@ export class VolumeSession {
     return { tokens, bundles };
   }
 
+  /**
+   * With all-svids, the pod's other SVIDs, each checked exactly like the chosen one. An invalid or
+   * not yet publishable one is left out of the generation (warned about once) rather than holding
+   * back the chosen SVID, which the pod depends on; it is written as soon as it is usable.
+   */
+  private validateExtras(
+    svids: readonly AgentX509Svid[],
+    chosen: AgentX509Svid,
+    bundles: BundleUpdate,
+    now: Date,
+    federatesWith: readonly string[],
+  ): ExtraSvid[] {
+    const extras: ExtraSvid[] = [];
+    const problems = new Set<string>();
+    for (const svid of svids) {
+      if (svid === chosen) continue;
+      try {
+        extras.push({ svid, validated: this.svidCache.validate(svid, bundles, { now, federatesWith }) });
+      } catch (err) {
+        if (!(err instanceof AgentSvidError)) throw err;
+        const key = `${svid.spiffeId}\n${svid.hint}\n${err.message}`;
+        problems.add(key);
+        if (this.reportedExtraProblems.has(key)) continue;
+        const fields = { spiffeId: svid.spiffeId, hint: svid.hint, reason: err.message };
+        if (err.problem === 'invalid') {
+          this.deps.events.emitError('invalid-svid', this.spec.volumeId);
+          this.deps.logger.warn(fields, 'left an invalid extra SVID out of the folder; the chosen SVID is published without it');
+        } else {
+          this.deps.logger.debug(fields, 'extra SVID not publishable yet; leaving it out for now');
+        }
+      }
+    }
+    this.reportedExtraProblems = problems;
+    return extras;
+  }
+
   private scheduleRetry(): void {
     if (this.closed || this.retryTimer !== undefined) return;
     this.retryTimer = this.deps.clock.setTimeout(() => {
@@ -402,6 +455,22 @@ export class VolumeSession {
       this.schedule();
     }, this.retry.next());
   }
+}
+
+interface ExtraSvid {
+  readonly svid: AgentX509Svid;
+  readonly validated: ValidatedSvid;
+}
+
+/**
+ * The X.509 part of what is published: the chosen SVID's validation fingerprint, plus its hint and
+ * the extra SVIDs (with theirs) when they are written, since identity.json and hints.json show them.
+ */
+function publishedFingerprint(chosen: string, hint: string, extras: readonly ExtraSvid[] | undefined): string {
+  if (hint === '' && extras === undefined) return chosen;
+  const hash = createHash('sha256').update(`${chosen}\n${hint.length}:${hint}`);
+  for (const extra of extras ?? []) hash.update(`\n${extra.validated.fingerprint}\n${extra.svid.hint.length}:${extra.svid.hint}`);
+  return hash.digest('hex');
 }
 
 function jwtFingerprintOf(jwt: VolumeJwtState): string {

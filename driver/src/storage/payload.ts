@@ -1,6 +1,16 @@
-import { X509Certificate } from 'node:crypto';
-import { encodeCertificatesPem, encodePem, SpiffeId, splitDer, type X509Svid } from '@spire-csi/sdk';
-import { CREDENTIAL_BUNDLE_FILE, IDENTITY_FILE, jwtBundleFileName, trustBundleFileName } from '@spire-csi/sdk/layout';
+import { createHash, X509Certificate } from 'node:crypto';
+import { encodeCertificatesPem, encodePem, splitDer } from '@spire-csi/sdk/internal';
+import { SpiffeId } from '@spire-csi/sdk/spiffeid';
+import type { X509Svid } from '@spire-csi/sdk/x509';
+import {
+  extraCredentialBundleFileName,
+  HINTS_FILE,
+  IDENTITY_FILE,
+  jwtBundleFileName,
+  trustBundleFileName,
+  type HintsFile,
+  type HintsFileEntry,
+} from '@spire-csi/sdk/layout';
 import type { AgentX509Svid, BundleUpdate } from '../identity/identity-backend.js';
 import type { PayloadFile } from './atomic-writer.js';
 import type { PemMemo } from './pem-memo.js';
@@ -13,7 +23,17 @@ export const KEY_MODE_GROUP = 0o440;
 /** Certificates, bundles and identity facts are public. */
 export const PUBLIC_MODE = 0o444;
 
-export type PayloadSvid = Pick<AgentX509Svid, 'spiffeId' | 'chainDer' | 'keyDer' | 'expiresAt'>;
+export type PayloadSvid = Pick<AgentX509Svid, 'spiffeId' | 'chainDer' | 'keyDer' | 'expiresAt'> & {
+  /** The agent's hint for it; written to identity.json and hints.json (empty when none). */
+  readonly hint?: string;
+};
+
+/** Another SVID of the pod, published next to the chosen one with all-svids. */
+export interface PayloadExtraSvid {
+  readonly svid: PayloadSvid;
+  /** As for PayloadInput.parsed: the same SVID parsed, which keys the PEM memo. */
+  readonly parsed?: X509Svid;
+}
 
 export interface PayloadInput {
   readonly spec: VolumeSpec;
@@ -31,11 +51,18 @@ export interface PayloadInput {
   readonly parsed?: X509Svid;
   /** Reuses PEM encodings across volumes that publish the same SVID and bundles. */
   readonly pem?: PemMemo;
+  /**
+   * With all-svids: the pod's other SVIDs, validated, in the agent's order; each is written as
+   * `<n>.<credential bundle>` and listed in hints.json.
+   */
+  readonly extras?: readonly PayloadExtraSvid[];
 }
 
 /** The non-secret facts written to identity.json. */
 export interface IdentityFacts {
   readonly spiffeId: string;
+  /** The agent's hint for the SVID (empty when none). */
+  readonly hint: string;
   readonly notBefore: string;
   readonly notAfter: string;
   readonly serial: string;
@@ -92,6 +119,10 @@ export function buildPayload(input: PayloadInput): BuiltPayload {
   const chainPem = encode('chain', () => encodeCertificatesPem(svid.chainDer));
   const keyPem = encode('key', () => encodePem('PRIVATE KEY', svid.keyDer));
   const credentialPem = encode('credential', () => `${keyPem.toString('utf8')}${chainPem.toString('utf8')}`);
+  const extras = input.extras ?? [];
+  // Every SVID is validated against its own trust domain's bundle, so each of those goes out too.
+  const extraDomains = extras.map((extra) => SpiffeId.parse(extra.svid.spiffeId).trustDomain.name).filter((td) => td !== ownTd);
+  const domains = [...new Set([ownTd, ...extraDomains, ...federated])].filter((td) => (bundles.get(td)?.length ?? 0) > 0);
   const bundlePem = (td: string): Buffer => {
     const der = bundles.get(td) ?? Buffer.alloc(0);
     const make = (): string => encodeCertificatesPem(splitDer(der));
@@ -103,8 +134,14 @@ export function buildPayload(input: PayloadInput): BuiltPayload {
     if (files.has(name)) throw new PayloadError(`file name ${name} is used twice; choose another name for it`);
     files.set(name, sameAs === undefined ? { data, mode } : { data, mode, sameAs });
   };
-  add(CREDENTIAL_BUNDLE_FILE, credentialPem, keyMode);
-  for (const td of [ownTd, ...federated]) add(trustBundleFileName(td), bundlePem(td), PUBLIC_MODE);
+  add(spec.credentialBundleFile, credentialPem, keyMode);
+  const hints: HintsFileEntry[] = [hintsEntry(spec.credentialBundleFile, svid)];
+  extras.forEach((extra, i) => {
+    const file = extraCredentialBundleFileName(i + 1, spec.credentialBundleFile);
+    add(file, extraCredentialPem(extra, memo), keyMode);
+    hints.push(hintsEntry(file, extra.svid));
+  });
+  for (const td of domains) add(trustBundleFileName(td, spec.layoutNames), bundlePem(td), PUBLIC_MODE);
   add(spec.files.svid, chainPem, PUBLIC_MODE);
   add(spec.files.key, keyPem, keyMode);
   const splitBundle = spec.bundleIncludeFederated ? Buffer.concat([ownTd, ...federated].map(bundlePem)) : bundlePem(ownTd);
@@ -113,18 +150,35 @@ export function buildPayload(input: PayloadInput): BuiltPayload {
   const jwtFacts = input.jwt === undefined ? {} : addJwtFiles(input.jwt, spec, federatesWith, keyMode, add);
 
   const leaf = input.parsed?.certificates[0] ?? new X509Certificate(svid.chainDer[0] as Buffer);
+  if (spec.allSvids) {
+    const hintsFile: HintsFile = { credentialBundles: hints };
+    add(HINTS_FILE, `${JSON.stringify(hintsFile, null, 2)}\n`, PUBLIC_MODE);
+  }
   const identity: IdentityFacts = {
     spiffeId: svid.spiffeId,
+    hint: svid.hint ?? '',
     notBefore: new Date(leaf.validFrom).toISOString(),
     notAfter: new Date(leaf.validTo).toISOString(),
     serial: leaf.serialNumber,
-    trustDomains: [ownTd, ...federated],
+    trustDomains: domains,
     federatesWith,
     updatedAt: input.now.toISOString(),
     ...jwtFacts,
   };
   add(IDENTITY_FILE, `${JSON.stringify(identity, null, 2)}\n`, PUBLIC_MODE, sameIdentityFacts);
   return { files, identity };
+}
+
+/** A credential bundle (key, then chain) of an extra SVID, memoized on its parsed object like the chosen one's. */
+function extraCredentialPem(extra: PayloadExtraSvid, memo: PemMemo | undefined): Buffer {
+  if (extra.svid.chainDer.length === 0) throw new PayloadError(`SVID ${extra.svid.spiffeId} has an empty certificate chain`);
+  const make = (): string => `${encodePem('PRIVATE KEY', extra.svid.keyDer)}${encodeCertificatesPem(extra.svid.chainDer)}`;
+  return memo === undefined || extra.parsed === undefined ? Buffer.from(make(), 'utf8') : memo.get(extra.parsed, 'credential', make);
+}
+
+function hintsEntry(file: string, svid: PayloadSvid): HintsFileEntry {
+  const leaf = svid.chainDer[0] as Buffer;
+  return { file, spiffeId: svid.spiffeId, hint: svid.hint ?? '', leafSha256: createHash('sha256').update(leaf).digest('hex') };
 }
 
 /**

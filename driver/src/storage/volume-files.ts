@@ -71,6 +71,7 @@ export class VolumeFiles {
       bundles: state.bundles,
       federatesWith: state.federatesWith,
       ...(state.jwt === undefined ? {} : { jwt: state.jwt }),
+      ...(state.extras === undefined ? {} : { extras: state.extras }),
       now: state.updatedAt,
       parsed: state.parsed,
       ...(this.pem === undefined ? {} : { pem: this.pem }),

@@ -1,4 +1,4 @@
-import type { X509Svid } from '@spire-csi/sdk';
+import type { X509Svid } from '@spire-csi/sdk/x509';
 import { jwtSvidFileName } from '@spire-csi/sdk/layout';
 import type { AgentX509Svid, BundleUpdate, JwtBundleUpdate } from '../identity/identity-backend.js';
 import type { VolumeSpec } from './volume-spec.js';
@@ -18,7 +18,18 @@ export interface VolumeState {
   readonly federatesWith: readonly string[];
   /** Present exactly when the volume asks for JWT audiences. */
   readonly jwt?: VolumeJwtState;
+  /**
+   * With all-svids: the pod's other SVIDs that passed the same checks as `svid`, in the agent's
+   * order (invalid ones are left out of the generation).
+   */
+  readonly extras?: readonly VolumeExtraSvid[];
   readonly updatedAt: Date;
+}
+
+/** One more SVID of the pod, published next to the chosen one. */
+export interface VolumeExtraSvid {
+  readonly svid: AgentX509Svid;
+  readonly parsed: X509Svid;
 }
 
 /** One JWT-SVID, fetched for one audience alone (its `aud` is exactly that audience). */

@@ -5,15 +5,9 @@
 import { X509Certificate } from 'node:crypto';
 import { readdir, readlink, lstat } from 'node:fs/promises';
 import { join } from 'node:path';
-import {
-  parseCredentialFiles,
-  readSnapshot,
-  verifyX509Svid,
-  X509Bundle,
-  X509BundleSet,
-  X509Svid,
-  type FolderSnapshot,
-} from '@spire-csi/sdk';
+import { verifyX509Svid, X509Bundle, X509BundleSet, X509Svid } from '@spire-csi/sdk/x509';
+import { parseCredentialFiles } from '../../../sdk/src/source/credential-files.js';
+import { readSnapshot, type FolderSnapshot } from '../../../sdk/src/source/snapshot.js';
 
 export interface FolderFacts {
   readonly spiffeId: string;
@@ -50,7 +44,7 @@ export function checkSnapshot(snapshot: FolderSnapshot, expected: FolderExpectat
   // Split layout from the same snapshot must be the same SVID.
   const split = X509Svid.parse(file('svid.pem'), file('svid_key.pem'));
   if (split.serialNumber !== svid.serialNumber) fail(`svid.pem serial ${split.serialNumber} != credential bundle serial ${svid.serialNumber}`);
-  if (split.privateKeyPem() !== svid.privateKeyPem()) fail('svid_key.pem differs from the key in credential-bundle.pem');
+  if (split.privateKeyPem() !== svid.privateKeyPem()) fail('svid_key.pem differs from the key in the credential bundle');
   const td = svid.id.trustDomain;
   const splitBundle = X509Bundle.parse(td, file('bundle.pem'));
   // Each bundle must anchor the chain it was written with (a bundle from another CA generation fails here).

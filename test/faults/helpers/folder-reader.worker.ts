@@ -4,7 +4,7 @@
  * the writer on another core instead of waiting for the writer's event loop to yield.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { FileSourceError } from '@spire-csi/sdk';
+import { SourceError as FileSourceError } from '@spire-csi/sdk/source';
 import { checkFolder } from './folder-check.js';
 import type { ReadTally, ReaderThreadData } from './reader-tally.js';
 

@@ -10,7 +10,7 @@ import {
   type ClientUnaryCall,
   type ServiceError,
 } from '@grpc/grpc-js';
-import { silentLogger, type Logger } from '@spire-csi/sdk';
+import { silentLogger, type Logger } from '@spire-csi/sdk/internal';
 import { loadProtos } from '../../proto/load.js';
 import { Backoff, type BackoffOptions } from '../../retry/backoff.js';
 import { agentErrorFromStatus } from './agent-errors.js';

@@ -1,4 +1,5 @@
-import { splitDer, TrustDomain } from '@spire-csi/sdk';
+import { splitDer } from '@spire-csi/sdk/internal';
+import { TrustDomain } from '@spire-csi/sdk/spiffeid';
 import type { AgentJwtSvid, AgentX509Svid, BundleUpdate, JwtBundleUpdate, X509SvidUpdate } from '../identity-backend.js';
 import type { Selector } from './selectors.js';
 import { parseJwks } from '../jwks.js';

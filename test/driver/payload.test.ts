@@ -8,7 +8,6 @@ import {
   chooseSvid,
   describeChoice,
   describeSvid,
-  normalizeFederatesWith,
   validateAgentSvid,
 } from '../../driver/src/session/agent-svid.js';
 import { buildPayload, PayloadError, sameIdentityFacts } from '../../driver/src/storage/payload.js';
@@ -293,12 +292,7 @@ describe('chooseSvid / validateAgentSvid', () => {
     expect(chooseSvid({ svids: [], federatesWith: [] }, null)).toBeUndefined();
   });
 
-  it('normalizes federates_with and reports malformed entries', () => {
-    expect(normalizeFederatesWith(['spiffe://b.test', 'a.test', 'spiffe://b.test', 'not a td!'])).toEqual({
-      domains: ['a.test', 'b.test'],
-      invalid: ['not a td!'],
-    });
-  });
+  // federates_with is normalized once, where it enters: identity/delegated/wire.ts (and its tests).
 
   it('accepts a good SVID', () => {
     expect(validateAgentSvid(agentSvid('spiffe://example.org/a', a), bundles, { now }).id.toString()).toBe('spiffe://example.org/a');

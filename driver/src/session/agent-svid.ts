@@ -39,20 +39,6 @@ export function describeChoice(spiffeId: string | null, hint: string | null): st
   return parts.length === 0 ? 'any SVID' : parts.join(' with ');
 }
 
-/** Federated trust domain names; entries that are not trust domain IDs are reported, not fatal. */
-export function normalizeFederatesWith(list: readonly string[]): { domains: string[]; invalid: string[] } {
-  const domains = new Set<string>();
-  const invalid: string[] = [];
-  for (const entry of list) {
-    try {
-      domains.add(TrustDomain.parse(entry).name);
-    } catch {
-      invalid.push(entry);
-    }
-  }
-  return { domains: [...domains].sort(), invalid };
-}
-
 export interface ValidateOptions {
   readonly now: Date;
   /** Normalized names whose bundles must parse too when present. */

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../driver/src/config/options.js';
 import { devAgentHelp, parseDevAgentArgs, runDevAgent } from '../../dev/src/dev-agent/main.js';
 import { waitFor } from '../helpers/wait-for.js';
-import { k8s, rawClient, record } from './agent-harness.js';
+import { k8s, rawClient, record } from '../helpers/agent-harness.js';
 
 const base = ['--socket', '/run/dev/admin.sock', '--trust-domain', 'example.org', '--registrations', '/etc/regs.json'];
 

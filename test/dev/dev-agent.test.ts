@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { verifyX509Svid, X509Bundle, X509BundleSet, X509Svid } from '@spire-csi/sdk/x509';
 import type { WireSubscribeToX509BundlesResponse, WireSubscribeToX509SvidsResponse } from '../../driver/src/identity/delegated/wire.js';
 import { waitFor } from '../helpers/wait-for.js';
-import { k8s, rawClient, record, registrations, startAgent, TD, type AgentFixture, type RawDelegatedIdentity } from './agent-harness.js';
+import { k8s, rawClient, record, registrations, startAgent, TD, type AgentFixture, type RawDelegatedIdentity } from '../helpers/agent-harness.js';
 
 const ENTRIES = registrations({
   entries: [

@@ -8,7 +8,7 @@ import type {
   WireSubscribeToJwtBundlesResponse,
 } from '../../driver/src/identity/delegated/wire.js';
 import { waitFor } from '../helpers/wait-for.js';
-import { k8s, rawClient, record, registrations, startAgent, type AgentFixture, type RawDelegatedIdentity } from './agent-harness.js';
+import { k8s, rawClient, record, registrations, startAgent, type AgentFixture, type RawDelegatedIdentity } from '../helpers/agent-harness.js';
 
 const ENTRIES = registrations({
   entries: [

@@ -9,7 +9,7 @@ import { DelegatedIdentityClient } from '../../driver/src/identity/delegated/del
 import type { AgentError, BundleUpdate, X509SvidUpdate } from '../../driver/src/identity/identity-backend.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { waitFor } from '../helpers/wait-for.js';
-import { k8s, registrations, startAgent, TD, type AgentFixture } from './agent-harness.js';
+import { k8s, registrations, startAgent, TD, type AgentFixture } from '../helpers/agent-harness.js';
 
 const ENTRIES = registrations({
   entries: [

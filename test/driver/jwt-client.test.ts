@@ -6,7 +6,7 @@ import { AgentError, type JwtBundleUpdate } from '../../driver/src/identity/iden
 import { JwksError, parseJwks } from '../../driver/src/identity/jwks.js';
 import { jwtBundleUpdateFromWire, jwtSvidsFromWire, WireError } from '../../driver/src/identity/delegated/wire.js';
 import { waitFor } from '../helpers/wait-for.js';
-import { k8s, registrations, startAgent, type AgentFixture } from './agent-harness.js';
+import { k8s, registrations, startAgent, type AgentFixture } from '../helpers/agent-harness.js';
 
 const ENTRIES = registrations({
   entries: [

@@ -1,16 +1,11 @@
 import { SpiffeId } from '@spire-csi/sdk/spiffeid';
 import {
-  audienceOfJwtSvidFileName,
-  CREDENTIAL_BUNDLE_FILES,
   CURRENT_LAYOUT_NAMES,
-  isExtraCredentialBundleFileName,
   isLayoutNamesVersion,
   JWT_SVID_AUDIENCE_FILE_PREFIX,
   JWT_SVID_AUDIENCE_FILE_SUFFIX,
   LAYOUT_NAMES_VERSIONS,
   layoutNames,
-  RESERVED_FILE_NAMES,
-  RESERVED_FILE_SUFFIXES,
   type LayoutNamesVersion,
 } from '@spire-csi/sdk/layout';
 import type { AccessModeName, NodePublishVolumeRequest, NodeUnpublishVolumeRequest } from '../proto/csi-messages.js';
@@ -18,7 +13,8 @@ import type { PodReference } from '../identity/pod-reference.js';
 import { DEFAULT_FILES, DEFAULT_JWT_SVID_FILE, type VolumeSpec } from '../volume/volume-spec.js';
 import { jwtSvidFilesOf } from '../volume/volume-state.js';
 import { isSelinuxLabel } from '../mount/selinux.js';
-import { CsiError } from './errors.js';
+import { attr, invalid, q, SPIRE_ATTRIBUTE_PREFIX, SPIRE_ATTRIBUTES, type SpireAttribute, type SpireAttributes } from './attributes.js';
+import { checkAudienceFileNames, checkDistinct, checkExtraCredentialNames, fileName } from './file-names.js';
 
 /*
  * Pure request validation: no I/O, so every rejection is unit-testable. Each message names the
@@ -31,22 +27,7 @@ export interface ValidationConfig {
   readonly kubeletRoot: string;
 }
 
-export const SPIRE_ATTRIBUTE_PREFIX = 'csi.spire.io/';
-export const SPIRE_ATTRIBUTES = [
-  'svid-file',
-  'key-file',
-  'bundle-file',
-  'bundle-include-federated',
-  'fs-group',
-  'spiffe-id',
-  'jwt-audiences',
-  'jwt-svid-file',
-  'credential-bundle-file',
-  'layout-names',
-  'hint',
-  'all-svids',
-] as const;
-export type SpireAttribute = (typeof SPIRE_ATTRIBUTES)[number];
+export { SPIRE_ATTRIBUTE_PREFIX, SPIRE_ATTRIBUTES, type SpireAttribute } from './attributes.js';
 
 export const EPHEMERAL_KEY = 'csi.storage.k8s.io/ephemeral';
 export const POD_INFO_KEYS = {
@@ -80,14 +61,11 @@ const NO_OP_MOUNT_FLAGS: readonly string[] = ['nosuid', 'nodev', 'noexec'];
 const MAX_HINT_BYTES = 1024;
 
 const MAX_GROUP_ID = 2 ** 31 - 1;
-const MAX_FILE_NAME_BYTES = 255;
 /** CSI's general size limit for string fields (spec, "Size Limits"); kubelet's handles are 68 bytes. */
 const MAX_VOLUME_ID_BYTES = 128;
 /** Linux PATH_MAX (including the terminating NUL) and NAME_MAX: longer paths fail every syscall. */
 const MAX_PATH_BYTES = 4095;
 const MAX_SEGMENT_BYTES = 255;
-/** Quoted values are cut to this many characters: messages end up in gRPC trailers and pod events. */
-const MAX_QUOTED_CHARS = 256;
 
 export interface UnpublishTarget {
   readonly volumeId: string;
@@ -279,8 +257,6 @@ function checkEphemeral(context: Record<string, string>): void {
   }
 }
 
-type SpireAttributes = Partial<Record<SpireAttribute, string>>;
-
 function readSpireAttributes(context: Record<string, string>): SpireAttributes {
   const attributes: SpireAttributes = {};
   const unknown: string[] = [];
@@ -384,97 +360,6 @@ function parseHint(value: string): string {
   return value;
 }
 
-/** With all-svids, `<n>.<credential bundle>` names the extra SVIDs' files: no other file may take one. */
-function checkExtraCredentialNames(named: readonly [SpireAttribute, string][], credentialBundleFile: string): void {
-  for (const [name, value] of named) {
-    if (name !== 'credential-bundle-file' && isExtraCredentialBundleFileName(value, credentialBundleFile)) {
-      throw invalid(
-        `volume attribute ${attr(name)} ${q(value)} has the form <n>.${credentialBundleFile}, which ${attr('all-svids')} ` +
-          'uses for the extra SVIDs; choose another name',
-      );
-    }
-  }
-}
-
-function fileName(name: SpireAttribute, attributes: SpireAttributes, fallback: string, jwtAudiences: readonly string[]): string {
-  const value = attributes[name];
-  if (value === undefined) return fallback;
-  const field = `volume attribute ${attr(name)}`;
-  const plain = `; it must be a plain file name such as ${q(fallback)}`;
-  if (value === '') throw invalid(`${field} is empty${plain}`);
-  if (value.includes('/')) throw invalid(`${field} ${q(value)} contains "/"${plain}, without folders`);
-  if (value === '.' || value === '..') throw invalid(`${field} ${q(value)} is not a file name${plain}`);
-  if (value.startsWith('.')) {
-    throw invalid(`${field} ${q(value)} starts with "."; such names are reserved for the volume's internal links${plain}`);
-  }
-  // eslint-disable-next-line no-control-regex -- rejecting control characters is the point
-  if (/[\u0000-\u001f\u007f]/.test(value)) throw invalid(`${field} ${q(value)} contains a control character${plain}`);
-  if (Buffer.byteLength(value, 'utf8') > MAX_FILE_NAME_BYTES) {
-    throw invalid(`${field} is longer than ${MAX_FILE_NAME_BYTES} bytes${plain}`);
-  }
-  // The credential bundle may take any of its own spellings; every other file none of them, since
-  // readers take each spelling for a credential bundle.
-  const ownSpelling = name === 'credential-bundle-file' && (CREDENTIAL_BUNDLE_FILES as readonly string[]).includes(value);
-  if ((RESERVED_FILE_NAMES.includes(value) && !ownSpelling) || RESERVED_FILE_SUFFIXES.some((suffix) => value.endsWith(suffix))) {
-    throw invalid(
-      `${field} ${q(value)} is reserved: the driver itself writes ${RESERVED_FILE_NAMES.join(', ')}, ` +
-        `<trust-domain>.spiffe-trust-bundle.x509.pem (or .spiffe-trust-bundle.pem) and <trust-domain>.jwt-bundle.json; choose another name`,
-    );
-  }
-  checkJwtSvidFilePattern(name, value, field, jwtAudiences);
-  return value;
-}
-
-/**
- * `jwt-svid.<audience>.token` names are the per-audience tokens' (readers take any such file for
- * that audience's token), so a user-chosen file may not take one. The one exception is
- * jwt-svid-file naming its single audience's own file, which holds exactly that token.
- */
-function checkJwtSvidFilePattern(name: SpireAttribute, value: string, field: string, jwtAudiences: readonly string[]): void {
-  const audience = audienceOfJwtSvidFileName(value);
-  if (audience === undefined) return;
-  if (name === 'jwt-svid-file' && jwtAudiences.length === 1 && jwtAudiences[0] === audience) return;
-  if (jwtAudiences.length > 1 && jwtAudiences.includes(audience)) {
-    throw invalid(
-      `${field} ${q(value)} names the file the JWT-SVID for audience ${q(audience)} of ${attr('jwt-audiences')} is written to; ` +
-        `choose another name for ${attr(name)}`,
-    );
-  }
-  throw invalid(
-    `${field} ${q(value)} is reserved: the driver writes one JWT-SVID per audience as ` +
-      `${JWT_SVID_AUDIENCE_FILE_PREFIX}<audience>${JWT_SVID_AUDIENCE_FILE_SUFFIX}; choose another name`,
-  );
-}
-
-/** Every per-audience token file must be a name the filesystem takes. */
-function checkAudienceFileNames(files: ReadonlyMap<string, string>): void {
-  for (const [audience, file] of files) {
-    if (Buffer.byteLength(file, 'utf8') > MAX_FILE_NAME_BYTES) {
-      throw invalid(
-        `volume attribute ${attr('jwt-audiences')} has the audience ${q(audience)}, whose token file name would be longer than ` +
-          `${MAX_FILE_NAME_BYTES} bytes (characters outside [A-Za-z0-9._-] take 3 bytes each in it); use a shorter audience`,
-      );
-    }
-  }
-}
-
-function checkDistinct(named: readonly [SpireAttribute, string][], attributes: SpireAttributes): void {
-  const describe = (name: SpireAttribute, value: string): string =>
-    attributes[name] === undefined ? `${attr(name)} (default ${q(value)})` : `${attr(name)} ${q(value)}`;
-  for (let i = 0; i < named.length; i++) {
-    for (let j = i + 1; j < named.length; j++) {
-      const [a, aValue] = named[i] as [SpireAttribute, string];
-      const [b, bValue] = named[j] as [SpireAttribute, string];
-      if (aValue === bValue) {
-        throw invalid(
-          `volume attributes ${describe(a, aValue)} and ${describe(b, bValue)} name the same file; ` +
-            'give each file its own name',
-        );
-      }
-    }
-  }
-}
-
 function parseBoolean(name: SpireAttribute, value: string | undefined): boolean {
   if (value === undefined || value === 'false') return false;
   if (value === 'true') return true;
@@ -521,18 +406,4 @@ function parseAudiences(value: string): string[] {
     );
   }
   return [...new Set(entries)];
-}
-
-function attr(name: SpireAttribute): string {
-  return `${SPIRE_ATTRIBUTE_PREFIX}${name}`;
-}
-
-/** A huge echoed value would make the message undeliverable (gRPC trailers are size-limited). */
-function q(value: string): string {
-  if (value.length <= MAX_QUOTED_CHARS) return JSON.stringify(value);
-  return `${JSON.stringify(value.slice(0, MAX_QUOTED_CHARS))}... (${value.length} characters)`;
-}
-
-function invalid(message: string): CsiError {
-  return CsiError.invalidArgument(message);
 }

@@ -54,20 +54,20 @@ export async function createHarness(registration: Registration = REGISTRATION): 
     registrations: { entries: registration === 'shared' ? [MATCH_ALL] : [], federatedTrustDomains: [] },
     publishTimeoutMs: 30_000,
   });
-  registrations.set(h, registration);
+  if (registration === 'per-pod') perPodEntries.set(h, []);
   onAbort(() => h.cleanup());
   return h;
 }
 
-const registrations = new WeakMap<DriverHarness, Registration>();
-const registered = new WeakMap<DriverHarness, RegistrationEntry[]>();
+/** The entries registered so far, for harnesses with per-pod registration only. */
+const perPodEntries = new WeakMap<DriverHarness, RegistrationEntry[]>();
 
 /** With per-pod registration, adds the pods' entries to the agent (kept out of timed sections). */
 export async function registerPods(h: DriverHarness, pods: readonly EmulatedPod[]): Promise<void> {
-  if (registrations.get(h) === 'shared') return;
-  const entries = [...(registered.get(h) ?? []), ...pods.map(podEntry)];
-  registered.set(h, entries);
-  await h.agent.setRegistrations(entries);
+  const entries = perPodEntries.get(h);
+  if (entries === undefined) return;
+  entries.push(...pods.map(podEntry));
+  await h.agent.setRegistrations([...entries]);
 }
 
 export interface SpawnedDriver {

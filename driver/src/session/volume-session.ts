@@ -7,7 +7,7 @@ import type { CheckedJwtSvid } from './agent-jwt.js';
 import { AgentSvidError, chooseSvid, describeChoice, describeSvid } from './agent-svid.js';
 import type { ConcurrencyLimiter } from '../concurrency/concurrency-limiter.js';
 import { JwtRefresher, type JwtFailure } from './jwt-refresher.js';
-import type { VolumeJwtState, VolumeJwtToken, VolumeState } from '../volume/volume-state.js';
+import { earliestJwtExpiry, type VolumeJwtState, type VolumeJwtToken, type VolumeState } from '../volume/volume-state.js';
 import { TargetUnsafeError } from '../storage/volume-files.js';
 import { SvidValidationCache, type ValidatedSvid } from './svid-validation-cache.js';
 import type { VolumeEvents } from '../volume/volume-events.js';
@@ -356,7 +356,7 @@ export class VolumeSession {
       federatesWith,
       ...(jwt === undefined
         ? {}
-        : { jwtAudiences: jwt.tokens.map((t) => t.audience), jwtExpiresAt: earliestExpiry(jwt).toISOString() }),
+        : { jwtAudiences: jwt.tokens.map((t) => t.audience), jwtExpiresAt: earliestJwtExpiry(jwt).toISOString() }),
     };
     // One line per volume at info when it is published; rotations of a thousand volumes at once
     // would otherwise write a thousand lines (and their CPU) every few minutes.
@@ -488,9 +488,4 @@ function jwtFingerprintOf(jwt: VolumeJwtState): string {
     field(jwks);
   }
   return hash.digest('hex');
-}
-
-/** identity.json's and the logs' `jwtExpiresAt`: the token that runs out first. */
-function earliestExpiry(jwt: VolumeJwtState): Date {
-  return new Date(Math.min(...jwt.tokens.map((t) => t.expiresAt.getTime())));
 }

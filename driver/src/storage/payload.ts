@@ -14,7 +14,7 @@ import {
 import type { AgentX509Svid, BundleUpdate } from '../identity/identity-backend.js';
 import type { PayloadFile } from './atomic-writer.js';
 import type { PemMemo } from './pem-memo.js';
-import { jwtSvidFilesOf, type VolumeJwtState } from '../volume/volume-state.js';
+import { earliestJwtExpiry, jwtSvidFilesOf, type VolumeJwtState } from '../volume/volume-state.js';
 import type { VolumeSpec } from '../volume/volume-spec.js';
 
 /** Key material: owner-only, or group-readable by the pod's fsGroup (the files are root:fsGroup). */
@@ -241,7 +241,7 @@ function addJwtFiles(
   return {
     jwtSpiffeId: spiffeId,
     jwtAudiences: audiences,
-    jwtExpiresAt: new Date(Math.min(...jwt.tokens.map((t) => t.expiresAt.getTime()))).toISOString(),
+    jwtExpiresAt: earliestJwtExpiry(jwt).toISOString(),
     // fromEntries defines own properties, so an audience such as "__proto__" is just a key.
     jwtSvidFiles: Object.fromEntries(files),
     jwtTrustDomains: domains,

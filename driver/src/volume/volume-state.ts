@@ -50,6 +50,11 @@ export interface VolumeJwtState {
   readonly bundles: JwtBundleUpdate;
 }
 
+/** identity.json's and the logs' `jwtExpiresAt`: the token that runs out first. */
+export function earliestJwtExpiry(jwt: VolumeJwtState): Date {
+  return new Date(Math.min(...jwt.tokens.map((t) => t.expiresAt.getTime())));
+}
+
 /**
  * Audience to the file its token is written to. One audience: `jwt-svid-file` (default
  * `jwt-svid.token`), as before per-audience files existed. Several: `jwt-svid.<encoded audience>.token`

@@ -95,10 +95,8 @@ export async function startDriver(config: DriverConfig, deps: DriverDependencies
   identity.start();
 
   const resume = await manager.beginResume();
-  const resumed = resume.done.then((summary) => {
-    logger.info({ ...summary }, 'recorded volumes resumed');
-    return summary;
-  });
+  // The manager logs the summary when the last record is handled.
+  const resumed = resume.done;
 
   const node = new NodeService({ nodeId: config.nodeId, kubeletRoot: config.kubeletRoot, publisher: manager });
   const server = await startCsiServer({

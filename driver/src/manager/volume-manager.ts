@@ -231,7 +231,7 @@ export class VolumeManager implements VolumePublisher {
         failed: count('failed'),
         corrupt: listing.corrupt.length + count('corrupt'),
       };
-      this.logger.info(summary, 'volumes resumed');
+      this.logger.info(summary, 'recorded volumes resumed');
       return summary;
     })();
     return { done };

@@ -2,7 +2,8 @@
  * `@spire-csi/sdk`: rotating SPIFFE mTLS and JWT-SVIDs for Node.js services, from a mounted
  * credential folder. The root has what a service needs; everything else is in the subpaths
  * (`/spiffeid`, `/x509`, `/jwt`, `/authorize`, `/source`, `/tls`, `/undici`, `/http`, `/clock`,
- * `/layout`).
+ * `/layout`), and the gRPC-based ones (`/workload-api`, `/grpc`), which need the optional peer
+ * dependencies `@grpc/grpc-js` and `@grpc/proto-loader` and are never loaded from here.
  *
  * @packageDocumentation
  */

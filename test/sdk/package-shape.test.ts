@@ -1,7 +1,8 @@
 /**
  * The shape of @spire-csi/sdk as people install it: the public API against the committed reports
  * (sdk/api/), the packed tarball (only dist, README.md and LICENSE; publint; arethetypeswrong), and
- * the imports of the examples and the README (documented subpaths only, names that exist).
+ * the imports of the examples and the README (documented subpaths only, names that exist), and gRPC
+ * staying optional: only `/workload-api` and `/grpc` may load it.
  *
  * Reads the built package: `npm test` builds first; alone, run `npm run build` before.
  */
@@ -9,7 +10,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { publint } from 'publint';
 import { formatMessage } from 'publint/utils';
@@ -24,6 +25,8 @@ interface PackageJson {
   readonly exports: Record<string, string | Record<string, Record<string, string>>>;
   readonly files: readonly string[];
   readonly dependencies: Record<string, string>;
+  readonly peerDependencies?: Record<string, string>;
+  readonly peerDependenciesMeta?: Record<string, { readonly optional?: boolean }>;
 }
 
 const pkg = JSON.parse(readFileSync(join(SDK, 'package.json'), 'utf8')) as PackageJson;
@@ -89,6 +92,87 @@ describe('@spire-csi/sdk public API', () => {
       const module = (await import(/* @vite-ignore */ specifier)) as Record<string, unknown>;
       for (const name of internalNames) expect(module, `${specifier} exports ${name}`).not.toHaveProperty(name);
     }
+  });
+});
+
+/** The optional peer dependencies, and the only subpaths that may load them. */
+const GRPC_PACKAGES = ['@grpc/grpc-js', '@grpc/proto-loader'];
+const GRPC_SUBPATHS = new Set(['workload-api', 'grpc']);
+
+/** Every bare specifier the built file `entry` imports or requires, following its relative imports (chunks). */
+function bareImportsOf(entry: string): Set<string> {
+  const bare = new Set<string>();
+  const seen = new Set<string>();
+  const pending = [entry];
+  const pattern = /(?:\bfrom\s*|\bimport\s*\(\s*|\brequire\s*\(\s*|\bimport\s+)["']([^"']+)["']/g;
+  while (pending.length > 0) {
+    const file = pending.pop()!;
+    if (seen.has(file)) continue;
+    seen.add(file);
+    for (const [, specifier] of readFileSync(file, 'utf8').matchAll(pattern)) {
+      if (specifier!.startsWith('.')) pending.push(resolve(dirname(file), specifier!));
+      else bare.add(specifier!);
+    }
+  }
+  return bare;
+}
+
+/** The built entry files: the root and every subpath, ESM and CJS. */
+function builtEntries(): { readonly subpath: string; readonly file: string }[] {
+  return ['.', ...codeSubpaths].flatMap((subpath) => {
+    const dir = subpath === '.' ? join(SDK, 'dist') : join(SDK, 'dist', subpath.slice(2));
+    return ['index.js', 'index.cjs'].map((name) => ({ subpath: subpath === '.' ? '.' : subpath.slice(2), file: join(dir, name) }));
+  });
+}
+
+/** Loads `file` in a fresh Node process (import() or require()) and lists the gRPC modules it loaded. */
+function grpcModulesLoadedBy(file: string): string[] {
+  const script = [
+    `const file = ${JSON.stringify(file)};`,
+    "const load = file.endsWith('.cjs') ? Promise.resolve(require(file)) : import(file);",
+    'load.then(() => {',
+    // CommonJS packages (grpc-js, proto-loader, protobufjs) land in the require cache even when imported from ESM.
+    "  const loaded = Object.keys(require.cache).filter((p) => /[\\\\/]node_modules[\\\\/](@grpc|protobufjs)[\\\\/]/.test(p));",
+    '  process.stdout.write(JSON.stringify(loaded));',
+    '});',
+  ].join('\n');
+  const run = spawnSync(process.execPath, ['-e', script], { cwd: REPO, encoding: 'utf8' });
+  if (run.status !== 0) throw new Error(`loading ${file} failed: ${run.stderr}`);
+  return JSON.parse(run.stdout) as string[];
+}
+
+describe('gRPC is an optional peer dependency', () => {
+  it('package.json lists @grpc/grpc-js and @grpc/proto-loader as optional peers, not as dependencies', () => {
+    for (const name of GRPC_PACKAGES) {
+      expect(pkg.dependencies).not.toHaveProperty(name);
+      expect(pkg.peerDependencies?.[name], `peerDependencies["${name}"]`).toBeTypeOf('string');
+      expect(pkg.peerDependenciesMeta?.[name]?.optional, `peerDependenciesMeta["${name}"].optional`).toBe(true);
+    }
+  });
+
+  it('no built entry but /workload-api and /grpc imports gRPC, directly or through a chunk', () => {
+    requireBuilt();
+    const offenders: string[] = [];
+    let grpcEntriesImportIt = 0;
+    for (const { subpath, file } of builtEntries()) {
+      const grpc = [...bareImportsOf(file)].filter((specifier) => GRPC_PACKAGES.some((name) => specifier === name || specifier.startsWith(`${name}/`)));
+      if (GRPC_SUBPATHS.has(subpath)) grpcEntriesImportIt += grpc.length > 0 ? 1 : 0;
+      else if (grpc.length > 0) offenders.push(`${relative(SDK, file)}: ${grpc.join(', ')}`);
+    }
+    expect(offenders).toEqual([]);
+    // The scan finds the imports it is looking for (both formats of both gRPC subpaths).
+    expect(grpcEntriesImportIt).toBe(4);
+  });
+
+  it('loading the root or any other subpath (ESM and CJS) leaves gRPC unloaded', { timeout: 60_000 }, () => {
+    requireBuilt();
+    const loaded = builtEntries()
+      .filter(({ subpath }) => !GRPC_SUBPATHS.has(subpath))
+      .flatMap(({ file }) => grpcModulesLoadedBy(file).map((module) => `${relative(SDK, file)} loaded ${relative(REPO, module)}`));
+    expect(loaded).toEqual([]);
+    // The probe does see gRPC when it is loaded.
+    expect(grpcModulesLoadedBy(join(SDK, 'dist', 'grpc', 'index.js')).length).toBeGreaterThan(0);
+    expect(grpcModulesLoadedBy(join(SDK, 'dist', 'workload-api', 'index.cjs')).length).toBeGreaterThan(0);
   });
 });
 

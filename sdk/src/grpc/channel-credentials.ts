@@ -1,0 +1,44 @@
+/**
+ * Client credentials: present the source's current SVID and accept only a server whose chain ends
+ * in the bundle of the server's own trust domain and that passes the Authorizer. The check runs in
+ * checkServerIdentity, which Node calls on every handshake after OpenSSL's union-of-bundles
+ * filter; an Error there fails the connection, so no call is ever sent to a refused server.
+ * grpc-js never resumes TLS sessions on its own, so no handshake skips the check.
+ */
+import { experimental, type ChannelCredentials } from '@grpc/grpc-js';
+import type { PeerCertificate } from 'node:tls';
+import { silentLogger } from '../logger.js';
+import type { X509Source } from '../source/x509-source.js';
+import { asError } from '../tls/errors.js';
+import { verifyPeerCertificate } from '../tls/verify-peer.js';
+import { X509SourceCertificateProvider } from './certificate-provider.js';
+import { checkAuthorizer, type SpiffeGrpcCredentialsOptions } from './options.js';
+import { rememberVerifiedPeer } from './verified-peers.js';
+
+/**
+ * grpc-js channel credentials for SPIFFE mTLS: every new connection presents the source's current
+ * SVID and verifies the server against the bundle of the server's own trust domain (never the
+ * union of all bundles), then `options.authorize`. A refused server fails the connection: calls
+ * end with UNAVAILABLE and the verifier's or authorizer's message in their details. Follows the
+ * source's rotations; connections already open keep going.
+ */
+export function spiffeChannelCredentials(source: X509Source, options: SpiffeGrpcCredentialsOptions): ChannelCredentials {
+  const authorize = checkAuthorizer(options, 'spiffeChannelCredentials');
+  const logger = options.logger ?? silentLogger;
+  const provider = new X509SourceCertificateProvider(source);
+  return experimental.createCertificateProviderChannelCredentials(provider, provider, {
+    rejectUnauthorized: true,
+    checkServerIdentity(_hostname: string, peer: PeerCertificate): Error | undefined {
+      try {
+        // The bundles as of this handshake, which is also what the verification cache is scoped to.
+        const verified = verifyPeerCertificate(peer, source.current().bundles, authorize);
+        if (Buffer.isBuffer(peer.raw)) rememberVerifiedPeer(peer.raw, verified.id);
+        return undefined;
+      } catch (err) {
+        const error = asError(err);
+        logger.warn({ reason: error.message }, 'grpc: server rejected');
+        return error;
+      }
+    },
+  });
+}

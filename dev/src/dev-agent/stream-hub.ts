@@ -58,7 +58,7 @@ export class StreamHub {
   /** Streams added since the last push: when nothing else changed, only they need a message. */
   private readonly freshSvidStreams = new Set<SvidStream>();
   /** What the last full push saw; a push that finds the same needs to visit only fresh streams. */
-  private lastFull: { registrations: Registrations; trustVersion: number; svidGeneration: number } | undefined;
+  private lastFull: { registrations: Registrations; trustVersion: number; svidGeneration: number; svidIssued: number } | undefined;
   private readonly bundleStreams = new Set<BundleStream>();
   private readonly jwtBundleStreams = new Set<JwtBundleStream>();
 
@@ -130,7 +130,9 @@ export class StreamHub {
       !svids.rotationDue() &&
       last.registrations === registrations &&
       last.trustVersion === version &&
-      last.svidGeneration === svids.generation;
+      last.svidGeneration === svids.generation &&
+      // The Broker endpoint shares the cache: an SVID it rotated must reach these streams too.
+      last.svidIssued === svids.issuedCount;
     const targets = onlyFresh ? [...this.freshSvidStreams] : [...this.svidStreams];
     this.freshSvidStreams.clear();
 
@@ -196,6 +198,6 @@ export class StreamHub {
       sent++;
     }
     if (sent > 0) this.lastSvidPush = { startedAt, endedAt: performance.now(), messages: sent };
-    if (!onlyFresh) this.lastFull = { registrations, trustVersion: version, svidGeneration: svids.generation };
+    if (!onlyFresh) this.lastFull = { registrations, trustVersion: version, svidGeneration: svids.generation, svidIssued: svids.issuedCount };
   }
 }

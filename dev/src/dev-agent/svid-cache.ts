@@ -16,6 +16,7 @@ interface Cached {
 export class SvidCache {
   private readonly items = new Map<string, Cached>();
   #generation = 0;
+  #issued = 0;
 
   constructor(
     private readonly issue: (entry: RegistrationEntry) => Promise<IssuedSvid>,
@@ -32,6 +33,7 @@ export class SvidCache {
         if (cached && cached.generation === this.#generation && now < cached.rotateAt) return;
         const generation = this.#generation;
         const svid = await this.issue(entry);
+        this.#issued++;
         const lifetime = svid.expiresAt.getTime() - svid.issuedAt.getTime();
         this.items.set(key, { svid, rotateAt: svid.issuedAt.getTime() + lifetime / 2, generation });
       }),
@@ -52,9 +54,22 @@ export class SvidCache {
     return this.#generation;
   }
 
+  /**
+   * Moves on every issuance. Several hubs share this cache: one that finds it moved since its last
+   * full pass knows another hub rotated an SVID its streams have not received yet.
+   */
+  get issuedCount(): number {
+    return this.#issued;
+  }
+
   /** Every SVID is reissued on its next use. */
   invalidateAll(): void {
     this.#generation++;
+  }
+
+  /** The SVID of this entry (by entryKey) is reissued on its next use (rotate one identity on demand). */
+  forget(key: string): void {
+    this.items.delete(key);
   }
 
   /** Forgets entries that are no longer registered, so they stop driving rotations. */

@@ -3,13 +3,19 @@ import { startCsiServer, type CsiServer } from './csi/server.js';
 import { IdentityService } from './csi/identity-service.js';
 import { checkRecordedSpec } from './csi/record-check.js';
 import { NodeService } from './csi/node-service.js';
-import type { DriverConfig } from './config/driver-config.js';
+import type { BrokerSettings, DriverConfig } from './config/driver-config.js';
 import { childLogger, type DriverLogger } from './logging.js';
 import { bindMetrics } from './metrics/bind-metrics.js';
 import { DriverMetrics } from './metrics/driver-metrics.js';
 import { startMetricsServer, type MetricsServer } from './metrics/http-server.js';
 import { instrumentNode } from './metrics/instrumented-node.js';
 import { driverReadiness } from './metrics/readiness.js';
+import { spiffeChannelCredentials } from '@spire-csi/sdk/grpc';
+import { WorkloadApiSource } from '@spire-csi/sdk/workload-api';
+import type { Clock } from '@spire-csi/sdk/clock';
+import { BrokerBackend } from './identity/broker/broker-backend.js';
+import { BrokerClient } from './identity/broker/broker-client.js';
+import { brokerServerAuthorizer, ownSvidOf } from './identity/broker/own-identity.js';
 import { DelegatedBackend } from './identity/delegated/delegated-backend.js';
 import { DelegatedIdentityClient } from './identity/delegated/delegated-identity-client.js';
 import type { IdentityBackend } from './identity/identity-backend.js';
@@ -22,8 +28,10 @@ export interface DriverDependencies {
   readonly logger: DriverLogger;
   /** Defaults to the real `mount`/`umount`; injected where a test needs another. */
   readonly mounter?: Mounter;
-  /** Defaults to the Delegated Identity API on the configured admin socket. */
+  /** Defaults to the API `config.identityApi` names: Delegated Identity (admin socket) or Broker (broker endpoint). */
   readonly identity?: IdentityBackend;
+  /** Time for the volumes (validity, publish timeouts, retries, refreshes) and the broker streams; the wall clock by default. */
+  readonly clock?: Clock;
   /**
    * Whether the mounter puts a tmpfs at each target (then files skip fsync). Defaults to true for
    * the real mounter and false for an injected one, which may only make directories.
@@ -54,12 +62,6 @@ export interface RunningDriver {
 export async function startDriver(config: DriverConfig, deps: DriverDependencies): Promise<RunningDriver> {
   const { logger } = deps;
   const protos = loadProtos();
-  const identity =
-    deps.identity ??
-    new DelegatedBackend(
-      new DelegatedIdentityClient({ socketPath: config.adminSocketPath, logger: childLogger(logger, { component: 'agent' }) }),
-      { nodeName: config.nodeId, adminSocket: config.adminSocketPath },
-    );
   const store = new VolumeStore(config.stateDir);
   // Creates the state folder and drops temp files a crash may have left mid-write.
   await store.init();
@@ -77,21 +79,26 @@ export async function startDriver(config: DriverConfig, deps: DriverDependencies
     );
     mounter = linux;
   }
+  // Built last among the parts: the Workload API source starts its stream at once.
+  const identity = deps.identity ?? buildIdentity(config, logger, deps.clock);
   const manager = new VolumeManager({
     store,
     mounter,
     identity,
     logger,
+    clock: deps.clock,
     publishTimeoutMs: config.publishTimeoutMs,
     checkRecord: (spec) => checkRecordedSpec(spec, { kubeletRoot: config.kubeletRoot }),
     targetsOnTmpfs: deps.targetsOnTmpfs ?? deps.mounter === undefined,
   });
 
   // Bound before resume, so errors while resuming are counted.
-  const metrics = config.metricsAddress === null ? null : new DriverMetrics({ volumes: manager });
+  const ownSvid = identity instanceof BrokerBackend ? identity : undefined;
+  const metrics = config.metricsAddress === null ? null : new DriverMetrics({ volumes: manager, ownSvid });
   const unbindMetrics = metrics === null ? () => {} : bindMetrics(metrics, { events: manager.events, agent: identity });
 
-  // Open the shared bundle stream now: Probe reports agent connectivity even before any volume exists.
+  // Connect now (the shared bundle stream, or the broker channel): Probe reports agent connectivity
+  // even before any volume exists.
   identity.start();
 
   const resume = await manager.beginResume();
@@ -103,7 +110,7 @@ export async function startDriver(config: DriverConfig, deps: DriverDependencies
     endpoint: `unix://${config.csiSocketPath}`,
     protos,
     logger: childLogger(logger, { component: 'csi' }),
-    identity: new IdentityService({ name: config.pluginName, isReady: () => identity.connected && !manager.resuming }),
+    identity: new IdentityService({ name: config.pluginName, isReady: () => identity.connectionProblem() === undefined && !manager.resuming }),
     node: metrics === null ? node : instrumentNode(node, metrics),
   });
   let csiSocket: string | null = server.socketPath;
@@ -124,13 +131,14 @@ export async function startDriver(config: DriverConfig, deps: DriverDependencies
   };
 
   if (metrics !== null && config.metricsAddress !== null) {
-    const adminSocket = config.adminSocketPath;
     try {
       metricsServer = await startMetricsServer({
         address: config.metricsAddress,
         registry: metrics.registry,
-        isReady: () =>
-          driverReadiness({ csiSocket, agentConnected: identity.connected, adminSocket, resuming: manager.resuming }),
+        isReady: () => {
+          const agentProblem = identity.connectionProblem();
+          return driverReadiness({ csiSocket, agentConnected: agentProblem === undefined, agentProblem, resuming: manager.resuming });
+        },
         logger: childLogger(logger, { component: 'metrics' }),
       });
     } catch (err) {
@@ -139,10 +147,53 @@ export async function startDriver(config: DriverConfig, deps: DriverDependencies
       throw err;
     }
   }
-  logger.info(
-    { csiSocket: server.socketPath, nodeId: config.nodeId, pluginName: config.pluginName, adminSocket: config.adminSocketPath },
-    'spire-csi driver serving',
-  );
+  const source =
+    config.broker === undefined
+      ? { identityApi: 'delegated', adminSocket: config.adminSocketPath }
+      : { identityApi: 'broker', brokerEndpoint: config.broker.endpoint, workloadApi: config.broker.workloadApi, brokerId: config.broker.brokerId ?? null };
+  logger.info({ csiSocket: server.socketPath, nodeId: config.nodeId, pluginName: config.pluginName, ...source }, 'spire-csi driver serving');
 
   return { manager, identity, server, resumed, metricsAddress: metricsServer?.address ?? null, stop };
+}
+
+function buildIdentity(config: DriverConfig, logger: DriverLogger, clock: Clock | undefined): IdentityBackend {
+  if (config.identityApi === 'broker') {
+    if (config.broker === undefined) throw new Error('main: --identity-api broker without its broker settings');
+    return buildBrokerBackend(config.broker, logger, clock);
+  }
+  return new DelegatedBackend(
+    new DelegatedIdentityClient({ socketPath: config.adminSocketPath, logger: childLogger(logger, { component: 'agent' }), clock }),
+    { nodeName: config.nodeId, adminSocket: config.adminSocketPath },
+  );
+}
+
+/**
+ * Broker mode: the driver's own SVID from the Workload API, presented over mutual TLS to the
+ * agent's broker endpoint, which must present `--broker-id` (or an ID of the driver's own trust
+ * domain). A rotation of the driver's SVID is used by new connections; open streams keep going.
+ */
+function buildBrokerBackend(settings: BrokerSettings, logger: DriverLogger, clock: Clock | undefined): BrokerBackend {
+  const ownIdentity = new WorkloadApiSource({ endpoint: settings.workloadApi, logger: childLogger(logger, { component: 'workload-api' }), clock });
+  const credentials = spiffeChannelCredentials(ownIdentity, {
+    authorize: brokerServerAuthorizer(ownIdentity, settings.brokerId),
+    logger: childLogger(logger, { component: 'broker-tls' }),
+  });
+  const brokerLogger = childLogger(logger, { component: 'broker' });
+  const api = new BrokerClient({
+    target: settings.target,
+    endpoint: settings.endpoint,
+    credentials,
+    driverId: () => ownSvidOf(ownIdentity)?.id.toString(),
+    brokerId: settings.brokerId,
+    logger: brokerLogger,
+    clock,
+  });
+  return new BrokerBackend({
+    api,
+    ownIdentity,
+    brokerEndpoint: settings.endpoint,
+    workloadApi: settings.workloadApi,
+    brokerId: settings.brokerId,
+    logger: brokerLogger,
+  });
 }

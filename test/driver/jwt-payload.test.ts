@@ -347,7 +347,7 @@ describe('JWT refresh scheduling', () => {
     await clock.fireNext();
     await waitFor(() => failures.length === 2, { message: 'the second failure' });
     refresher.close();
-    expect(failures[0]).toMatchObject({ invalid: false, problem: expect.stringMatching(/no JWT-SVID for these selectors/) });
+    expect(failures[0]).toMatchObject({ invalid: false, problem: expect.stringMatching(/no JWT-SVID for this pod/) });
     expect(failures[1]).toMatchObject({ audience: 'api', invalid: true, problem: expect.stringMatching(/has aud \["other"\], but it was fetched for exactly \["api"\]/) });
   });
 });

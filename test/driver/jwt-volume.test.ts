@@ -330,7 +330,7 @@ describe.skipIf(!isRoot)('VolumeManager with JWT audiences', () => {
     const timed = h.manager({ clock, publishTimeoutMs: 300 });
     answer = async () => [];
     const noEntry = await expire(timed.publish(await h.spec({ jwtAudiences: ['api'] })));
-    expect((noEntry as Error).message).toMatch(/no JWT-SVID for these selectors/);
+    expect((noEntry as Error).message).toMatch(/no JWT-SVID for this pod/);
 
     answer = async (_s, audiences) => [await mint(audiences)];
     h.identity.setJwtBundles(new Map([['partner.test', partner.jwks()]]));

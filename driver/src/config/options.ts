@@ -7,6 +7,8 @@ import { parseArgs } from 'node:util';
 export interface OptionSpec {
   readonly flag: string;
   readonly env: string;
+  /** A standard variable read when `env` is unset (e.g. SPIFFE_ENDPOINT_SOCKET). */
+  readonly fallbackEnv?: string;
   readonly help: string;
   readonly default?: string;
   readonly required?: boolean;
@@ -41,9 +43,10 @@ export function parseOptions(
   if (parsed.values.help === true) return { values, help: true };
   for (const spec of specs) {
     const fromFlag = parsed.values[spec.flag];
-    const value = typeof fromFlag === 'string' ? fromFlag : (env[spec.env] ?? spec.default);
+    const fromEnv = env[spec.env] ?? (spec.fallbackEnv === undefined ? undefined : env[spec.fallbackEnv]);
+    const value = typeof fromFlag === 'string' ? fromFlag : (fromEnv ?? spec.default);
     if (value === undefined || value === '') {
-      if (spec.required) throw new ConfigError(`--${spec.flag} (or ${spec.env}) is required: ${spec.help}`);
+      if (spec.required) throw new ConfigError(`--${spec.flag} (or ${envNames(spec)}) is required: ${spec.help}`);
       continue;
     }
     values.set(spec.flag, value);
@@ -51,11 +54,16 @@ export function parseOptions(
   return { values, help: false };
 }
 
+/** `SPIRE_CSI_X` or `SPIRE_CSI_X, else SPIFFE_Y`. */
+export function envNames(spec: OptionSpec): string {
+  return spec.fallbackEnv === undefined ? spec.env : `${spec.env}, else ${spec.fallbackEnv}`;
+}
+
 export function formatHelp(usage: string, specs: readonly OptionSpec[]): string {
   const rows = specs.map((spec) => {
     const left = `  --${spec.flag} <value>`;
     const def = spec.default !== undefined ? ` (default ${spec.default})` : spec.required ? ' (required)' : '';
-    return `${left.padEnd(30)} ${spec.help}${def}\n${''.padEnd(31)} env ${spec.env}`;
+    return `${left.padEnd(30)} ${spec.help}${def}\n${''.padEnd(31)} env ${envNames(spec)}`;
   });
   return `${usage}\n\nFlags (each also read from the environment variable shown; the flag wins):\n${rows.join('\n')}\n  --help                       show this help\n`;
 }

@@ -24,6 +24,9 @@ const MANAGER_CODES: Record<ManagerErrorKind, status> = {
   conflict: status.ALREADY_EXISTS,
   'wrong-volume': status.FAILED_PRECONDITION,
   'not-ready': status.DEADLINE_EXCEEDED,
+  // The agent called the request invalid: the state of the system, not kubelet's request, is wrong.
+  'agent-refused': status.FAILED_PRECONDITION,
+  'agent-denied': status.PERMISSION_DENIED,
   'shutting-down': status.UNAVAILABLE,
   'cleanup-incomplete': status.ABORTED,
   internal: status.INTERNAL,

@@ -17,6 +17,12 @@ export interface X509SvidUpdate {
   readonly svids: readonly AgentX509Svid[];
   /** Trust domain names (no scheme), checked, deduplicated and sorted where the data entered. */
   readonly federatesWith: readonly string[];
+  /**
+   * The X.509 bundles for this pod alone (the Broker API sends them with each pod's SVIDs): its
+   * SVIDs' own trust domains and `federatesWith`. When present, the shared bundle stream does not
+   * apply to this update.
+   */
+  readonly bundles?: BundleUpdate;
 }
 
 /** Trust domain name (no scheme) to concatenated DER CA certificates. */
@@ -39,7 +45,15 @@ export interface AgentJwtSvid {
  */
 export type JwtBundleUpdate = ReadonlyMap<string, Buffer>;
 
-export type AgentErrorKind = 'permission-denied' | 'unavailable' | 'other';
+/**
+ * - `permission-denied`: the driver may not use the API (retried: an operator may fix the agent's config);
+ * - `unavailable`: the agent or its endpoint cannot be reached, or refused the connection;
+ * - `refused`: the agent answered that this request can never succeed as sent (the Broker API's
+ *   InvalidArgument, or PermissionDenied for the driver itself): a publish waiting for it fails at once;
+ * - `not-entitled`: the pod exists but no registration entry gives it an identity (yet);
+ * - `other`: anything else, retried.
+ */
+export type AgentErrorKind = 'permission-denied' | 'unavailable' | 'refused' | 'not-entitled' | 'other';
 
 export class AgentError extends Error {
   readonly code: status;
@@ -70,8 +84,12 @@ export interface Subscription {
 export interface IdentityBackend {
   /** Opens the shared streams, so readiness reflects the agent before any volume exists. */
   start(): void;
-  /** Shared bundle stream; a new listener immediately receives the latest bundles if any. */
-  watchBundles(listener: (bundles: BundleUpdate) => void): () => void;
+  /**
+   * X.509 bundles for `pod`; a new listener immediately receives the latest bundles if any. A backend
+   * whose bundles come with each pod's SVID updates (X509SvidUpdate.bundles) never calls it; the
+   * Delegated Identity backend serves every pod from one shared stream.
+   */
+  watchBundles(pod: PodReference, listener: (bundles: BundleUpdate) => void): () => void;
   /** The pod's X.509-SVIDs, every message the full current set, until closed. */
   subscribeX509Svids(pod: PodReference, handlers: X509SvidHandlers): Subscription;
   /**
@@ -79,10 +97,15 @@ export interface IdentityBackend {
    * list means no registration entry gives the pod one yet.
    */
   fetchJwtSvids(pod: PodReference, audiences: readonly string[], signal?: AbortSignal): Promise<AgentJwtSvid[]>;
-  /** Shared JWT bundle stream, opened on first use; a new listener immediately receives the latest bundles if any. */
-  watchJwtBundles(listener: (bundles: JwtBundleUpdate) => void): () => void;
+  /**
+   * JWT bundles for `pod`, opened on first use; a new listener immediately receives the latest
+   * bundles if any. Shared by every pod (Delegated Identity API) or one stream per pod (Broker API).
+   */
+  watchJwtBundles(pod: PodReference, listener: (bundles: JwtBundleUpdate) => void): () => void;
   /** True while the agent answers. */
   readonly connected: boolean;
+  /** Why the agent cannot be used right now, for /readyz (e.g. `agent unreachable at /x.sock`); undefined when it can. */
+  connectionProblem(): string | undefined;
   on(event: 'state', listener: (connected: boolean) => void): unknown;
   off(event: 'state', listener: (connected: boolean) => void): unknown;
   /** How the agent is asked for this pod, for error messages (e.g. `selectors [k8s:ns:default, …]`). */

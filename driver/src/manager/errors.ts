@@ -1,3 +1,5 @@
+import { status } from '@grpc/grpc-js';
+import type { AgentError } from '../identity/identity-backend.js';
 import { TargetPathError } from '../target-path/target-path.js';
 import type { VolumeSpec } from '../volume/volume-spec.js';
 
@@ -6,11 +8,21 @@ import type { VolumeSpec } from '../volume/volume-spec.js';
  * - `conflict`: the volume is already published with other parameters, or another volume holds the target;
  * - `wrong-volume`: an unpublish names a target that holds another volume;
  * - `not-ready`: no usable identity arrived in time (or the caller gave up first);
+ * - `agent-refused`: the agent rejected the request for this pod as invalid; retrying cannot help;
+ * - `agent-denied`: the agent does not allow this driver to ask for the pod (its broker policy);
  * - `shutting-down`: the driver is stopping; the caller should retry;
  * - `cleanup-incomplete`: a failed publish could not remove what it made; the caller should retry;
  * - `internal`: anything else, with what the driver was doing.
  */
-export type ManagerErrorKind = 'conflict' | 'wrong-volume' | 'not-ready' | 'shutting-down' | 'cleanup-incomplete' | 'internal';
+export type ManagerErrorKind =
+  | 'conflict'
+  | 'wrong-volume'
+  | 'not-ready'
+  | 'agent-refused'
+  | 'agent-denied'
+  | 'shutting-down'
+  | 'cleanup-incomplete'
+  | 'internal';
 
 export class ManagerError extends Error {
   readonly kind: ManagerErrorKind;
@@ -49,6 +61,18 @@ export function notReadyError(ctx: NotReadyContext): ManagerError {
     'not-ready',
     `volume ${ctx.spec.volumeId} of pod ${ctx.spec.pod.namespace}/${ctx.spec.pod.name}: ${what} for ${ctx.asked}: ${ctx.reason}`,
   );
+}
+
+/**
+ * The agent answered that the request for this pod can never succeed as sent (AgentError kind
+ * `refused`): the publish fails now. Its message is the agent error's, which already names what
+ * was asked and the fix; PermissionDenied (the driver's own policy) and the rest (an invalid request) map apart.
+ */
+export function refusedError(spec: VolumeSpec, error: AgentError): ManagerError {
+  const kind = error.code === status.PERMISSION_DENIED ? 'agent-denied' : 'agent-refused';
+  return new ManagerError(kind, `volume ${spec.volumeId} of pod ${spec.pod.namespace}/${spec.pod.name}: ${error.message}`, {
+    cause: error,
+  });
 }
 
 function formatMs(ms: number): string {

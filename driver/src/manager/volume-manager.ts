@@ -11,12 +11,12 @@ import { KeyedMutex, mapConcurrent } from '../concurrency/keyed-mutex.js';
 import { childLogger, type DriverLogger } from '../logging.js';
 import { DEFAULT_TMPFS_SIZE_BYTES, type Mounter, type TmpfsOptions } from '../mount/mounter.js';
 import { PemMemo } from '../storage/pem-memo.js';
-import { ManagerError, SHUTTING_DOWN_MESSAGE, asManagerError, notReadyError } from './errors.js';
+import { ManagerError, SHUTTING_DOWN_MESSAGE, asManagerError, notReadyError, refusedError } from './errors.js';
 import { SvidValidationCache } from '../session/svid-validation-cache.js';
 import { emptyMountDir, exists, hasPayload, makeMountDir, podDirOf, removeMountDir } from '../target-path/target-path.js';
 import { checkTmpfsRoot, type MountedTmpfs } from '../mount/tmpfs-check.js';
 import { VolumeEvents } from '../volume/volume-events.js';
-import { VolumeSession } from '../session/volume-session.js';
+import { VolumeSession, type WaitOutcome } from '../session/volume-session.js';
 import { diffSpecs, sameSpec, type VolumeSpec } from '../volume/volume-spec.js';
 import { VolumeStoreError, type VolumeRecord, type VolumeStore } from '../metadata/volume-store.js';
 
@@ -415,15 +415,16 @@ export class VolumeManager implements VolumePublisher {
     return session;
   }
 
-  private notReady(spec: VolumeSpec, session: VolumeSession, outcome: 'timeout' | 'aborted'): ManagerError {
+  private notReady(spec: VolumeSpec, session: VolumeSession, outcome: Exclude<WaitOutcome, 'ready'>): ManagerError {
     const diagnosis = session.diagnosis();
     const { identity } = this.opts;
+    if (outcome === 'refused' && diagnosis.refusal !== undefined) return refusedError(spec, diagnosis.refusal);
     return notReadyError({
       spec,
       asked: identity.describe(spec.pod),
       waitingFor: diagnosis.waitingFor,
       reason: identity.unreadyReason(diagnosis.agentError) ?? diagnosis.problem,
-      outcome,
+      outcome: outcome === 'aborted' ? 'aborted' : 'timeout',
       timeoutMs: this.timeoutMs,
     });
   }

@@ -8,8 +8,15 @@ export interface VolumeStats {
   earliestExpiry(): Date | undefined;
 }
 
+/** The driver's own SVID (broker mode: the one it presents to the broker endpoint). */
+export interface OwnSvidStats {
+  ownSvidExpiry(): Date | undefined;
+}
+
 export interface DriverMetricsOptions {
   readonly volumes: VolumeStats;
+  /** Broker mode: adds spire_csi_own_svid_expiry_seconds. */
+  readonly ownSvid?: OwnSvidStats;
   /** Defaults to the wall clock; tests pin it. */
   readonly clock?: Clock;
   /** process_* and nodejs_* metrics; on by default. */
@@ -48,6 +55,8 @@ export class DriverMetrics {
   readonly errorsTotal: Counter<'kind'>;
   readonly agentConnected: Gauge;
   readonly svidExpiry: Gauge;
+  /** Present in broker mode only. */
+  readonly ownSvidExpiry: Gauge | undefined;
 
   constructor(options: DriverMetricsOptions) {
     const registers = [this.registry];
@@ -93,7 +102,7 @@ export class DriverMetrics {
     });
     this.agentConnected = new Gauge({
       name: 'spire_csi_agent_connected',
-      help: '1 while the SPIRE agent Delegated Identity API answers, else 0.',
+      help: '1 while the SPIRE agent answers: its Delegated Identity API stream is up, or (broker mode) the mTLS connection to its broker endpoint; else 0.',
       registers,
     });
     this.svidExpiry = new Gauge({
@@ -107,6 +116,21 @@ export class DriverMetrics {
         else this.svidExpiry.set((expiry.getTime() - clock.now().getTime()) / 1000);
       },
     });
+
+    const own = options.ownSvid;
+    this.ownSvidExpiry =
+      own === undefined
+        ? undefined
+        : new Gauge({
+            name: 'spire_csi_own_svid_expiry_seconds',
+            help: "Seconds until the driver's own X509-SVID (from the Workload API, presented to the broker endpoint) expires; absent before the first.",
+            registers,
+            collect: () => {
+              const expiry = own.ownSvidExpiry();
+              if (expiry === undefined) this.ownSvidExpiry?.remove({});
+              else this.ownSvidExpiry?.set((expiry.getTime() - clock.now().getTime()) / 1000);
+            },
+          });
 
     // Zero series exist from the start, so rate() and absent-vs-zero alerts work before the first event.
     this.publishTotal.inc({ result: 'ok' }, 0);

@@ -3,13 +3,18 @@ import { dirname, join, parse } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadPackageDefinition, type GrpcObject, type ServiceClientConstructor } from '@grpc/grpc-js';
 import { loadSync, type Options, type PackageDefinition } from '@grpc/proto-loader';
+import protobuf from 'protobufjs';
 
 /** Files loaded, relative to the proto directory (their import paths resolve from the same root). */
 export const PROTO_FILES = [
   'csi/csi.proto',
   'spire/api/agent/delegatedidentity/v1/delegatedidentity.proto',
   'spiffe/workload/workload.proto',
+  'spiffe/broker/brokerapi.proto',
 ] as const;
+
+/** The Broker API file, also loaded with protobufjs for the message packed into `reference` (an Any). */
+const BROKER_PROTO = 'spiffe/broker/brokerapi.proto';
 
 /** A file whose presence marks a folder as our proto root (the source tree has a `proto` code folder too). */
 const MARKER = 'csi/csi.proto';
@@ -42,6 +47,16 @@ export interface WorkloadPackage {
   readonly SpiffeWorkloadAPI: ServiceClientConstructor;
 }
 
+export interface BrokerPackage {
+  /** `spiffe.broker.API`. */
+  readonly API: ServiceClientConstructor;
+  /**
+   * `spiffe.broker.KubernetesObjectReference` as a protobufjs type: the request carries it packed
+   * into a google.protobuf.Any, whose `value` is these encoded bytes.
+   */
+  readonly KubernetesObjectReference: protobuf.Type;
+}
+
 export interface LoadedProtos {
   /** `csi.v1`. */
   readonly csi: CsiPackage;
@@ -49,6 +64,8 @@ export interface LoadedProtos {
   readonly delegatedIdentity: DelegatedIdentityPackage;
   /** The SPIFFE Workload API (its proto has no package: service path `/SpiffeWorkloadAPI/...`). */
   readonly workload: WorkloadPackage;
+  /** The SPIFFE Broker API (`spiffe.broker`). */
+  readonly broker: BrokerPackage;
   /** Raw definitions, e.g. to inspect message descriptors. */
   readonly definition: PackageDefinition;
 }
@@ -83,7 +100,7 @@ export function defaultProtoDir(moduleUrl: string = import.meta.url): string {
   );
 }
 
-/** Loads the CSI, Delegated Identity and Workload API services once; the result is immutable. */
+/** Loads the CSI, Delegated Identity, Workload API and Broker API services; the result is immutable. */
 export function loadProtos(protoDir: string = defaultProtoDir()): LoadedProtos {
   if (!existsSync(join(protoDir, MARKER))) {
     throw new ProtoLoadError(`${protoDir} is not a proto folder: ${MARKER} is missing`);
@@ -98,6 +115,13 @@ export function loadProtos(protoDir: string = defaultProtoDir()): LoadedProtos {
     });
   }
   const grpcObject = loadPackageDefinition(definition);
+  let kubernetesObjectReference: protobuf.Type;
+  try {
+    // google/protobuf/any.proto resolves to protobufjs's bundled copy.
+    kubernetesObjectReference = protobuf.loadSync(join(protoDir, BROKER_PROTO)).lookupType('spiffe.broker.KubernetesObjectReference');
+  } catch (err) {
+    throw new ProtoLoadError(`cannot load ${BROKER_PROTO} from ${protoDir}: ${(err as Error).message}`, { cause: err });
+  }
   return Object.freeze({
     csi: Object.freeze({
       Identity: service(grpcObject, 'csi.v1.Identity'),
@@ -108,6 +132,7 @@ export function loadProtos(protoDir: string = defaultProtoDir()): LoadedProtos {
       DelegatedIdentity: service(grpcObject, 'spire.api.agent.delegatedidentity.v1.DelegatedIdentity'),
     }),
     workload: Object.freeze({ SpiffeWorkloadAPI: service(grpcObject, 'SpiffeWorkloadAPI') }),
+    broker: Object.freeze({ API: service(grpcObject, 'spiffe.broker.API'), KubernetesObjectReference: kubernetesObjectReference }),
     definition,
   });
 }

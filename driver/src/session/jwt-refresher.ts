@@ -125,7 +125,7 @@ export class JwtRefresher {
     if (chosen === undefined) {
       const problem =
         svids.length === 0
-          ? 'the SPIRE agent returned no JWT-SVID for these selectors (no registration entry matches them yet)'
+          ? 'the SPIRE agent returned no JWT-SVID for this pod (no registration entry matches it yet)'
           : `none of the JWT-SVIDs the agent returned is ${describeChoice(spiffeId, hint)} (got ${svids.map(describeSvid).join(', ')})`;
       return { problem, invalid: false };
     }

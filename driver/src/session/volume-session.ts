@@ -42,6 +42,8 @@ export interface SessionDeps {
 export interface SessionDiagnosis {
   readonly problem: string;
   readonly agentError: AgentError | undefined;
+  /** The agent answered that the request cannot succeed as sent (AgentError kind `refused`); set when waitReady says 'refused'. */
+  readonly refusal: AgentError | undefined;
   /** What is still missing before the first delivery. */
   readonly waitingFor: 'X.509-SVID' | 'JWT-SVID';
 }
@@ -54,6 +56,9 @@ interface Delivered {
   readonly notAfter: Date;
 }
 
+/** How a wait for the first delivery ended; `refused`: the agent refused the request for good (see diagnosis()). */
+export type WaitOutcome = 'ready' | 'timeout' | 'aborted' | 'refused';
+
 export class SessionClosedError extends Error {
   constructor(volumeId: string) {
     super(`volume-session: volume ${volumeId} was closed`);
@@ -62,11 +67,12 @@ export class SessionClosedError extends Error {
 }
 
 /**
- * The live identity of one volume: its SVID stream and the shared bundle stream in (plus, when
- * JWT audiences are asked for, one refreshed JWT-SVID per audience and the shared JWT bundle
- * stream), validated consistent states out to the sinks. Updates are coalesced and delivered one
- * at a time; anything unusable keeps the last good state in place. Every state carries a token for
- * every audience, so a refresh of any one writes a generation holding all of them.
+ * The live identity of one volume: its SVID stream and its bundles in (the pod's own, sent with
+ * each SVID update, or else the backend's bundle stream; plus, when JWT audiences are asked for,
+ * one refreshed JWT-SVID per audience and the JWT bundle stream), validated consistent states out
+ * to the sinks. Updates are coalesced and delivered one at a time; anything unusable keeps the
+ * last good state in place. Every state carries a token for every audience, so a refresh of any one
+ * writes a generation holding all of them.
  */
 export class VolumeSession {
   readonly spec: VolumeSpec;
@@ -74,6 +80,8 @@ export class VolumeSession {
   private update: X509SvidUpdate | undefined;
   private bundles: BundleUpdate | undefined;
   private agentError: AgentError | undefined;
+  /** The last answer that can never succeed as sent, until the same source answers again. */
+  private refusal: { readonly error: AgentError; readonly source: 'x509' | 'jwt' } | undefined;
   private problem = 'waiting for the first X.509-SVID response from the SPIRE agent';
   private x509Ready = false;
   private delivered: Delivered | undefined;
@@ -93,7 +101,7 @@ export class VolumeSession {
   private retryTimer: ClockTimer | undefined;
   private readonly retry: Backoff;
   private closed = false;
-  private readonly waiters = new Set<{ resolve: () => void; reject: (err: Error) => void }>();
+  private readonly waiters = new Set<{ resolve: (outcome: 'ready' | 'refused') => void; reject: (err: Error) => void }>();
   private readonly svidCache: SvidValidationCache;
   /** Problems of extra SVIDs already reported, so one that stays invalid is warned about once. */
   private reportedExtraProblems = new Set<string>();
@@ -120,14 +128,14 @@ export class VolumeSession {
     if (this.x509Ready && this.jwtRequested && this.delivered === undefined) {
       const missing = this.firstAudienceWithoutToken();
       const agentError = missing === undefined ? undefined : this.jwtFailures.get(missing)?.agentError;
-      return { problem: this.problem, agentError, waitingFor: 'JWT-SVID' };
+      return { problem: this.problem, agentError, refusal: this.refusal?.error, waitingFor: 'JWT-SVID' };
     }
-    return { problem: this.problem, agentError: this.agentError, waitingFor: 'X.509-SVID' };
+    return { problem: this.problem, agentError: this.agentError, refusal: this.refusal?.error, waitingFor: 'X.509-SVID' };
   }
 
   start(): void {
     const { identity, logger } = this.deps;
-    this.unwatchBundles = identity.watchBundles((bundles) => {
+    this.unwatchBundles = identity.watchBundles(this.spec.pod, (bundles) => {
       this.bundles = bundles;
       this.schedule();
     });
@@ -135,12 +143,16 @@ export class VolumeSession {
       onUpdate: (update) => {
         this.update = update;
         this.agentError = undefined;
+        if (this.refusal?.source === 'x509') this.refusal = undefined;
         this.schedule();
       },
       onError: (error) => {
         this.agentError = error;
         this.deps.events.emitError('agent-error', this.spec.volumeId);
-        logger.warn({ err: error.message, kind: error.kind }, 'SVID stream error; keeping the current files');
+        const fields = { err: error.message, kind: error.kind };
+        if (this.delivered !== undefined) logger.warn(fields, 'SVID stream error; keeping the current files');
+        else logger.info(fields, 'SVID stream error; retrying');
+        if (error.kind === 'refused') this.refuse(error, 'x509');
       },
     });
     if (this.jwtRequested) this.startJwt();
@@ -148,7 +160,7 @@ export class VolumeSession {
 
   private startJwt(): void {
     const { identity } = this.deps;
-    this.unwatchJwtBundles = identity.watchJwtBundles((bundles) => {
+    this.unwatchJwtBundles = identity.watchJwtBundles(this.spec.pod, (bundles) => {
       this.jwtBundles = bundles;
       this.schedule();
     });
@@ -167,6 +179,7 @@ export class VolumeSession {
         onToken: (token) => {
           this.jwtTokens.set(audience, token);
           this.jwtFailures.delete(audience);
+          if (this.refusal?.source === 'jwt') this.refusal = undefined;
           this.schedule();
         },
         onFailure: (failure) => this.onJwtFailure(failure),
@@ -192,6 +205,17 @@ export class VolumeSession {
     };
     if (current !== undefined) logger.warn(fields, 'JWT-SVID refresh failed; keeping the current token');
     else logger.info(fields, 'no usable JWT-SVID yet; retrying');
+    if (failure.agentError?.kind === 'refused') this.refuse(failure.agentError, 'jwt');
+  }
+
+  /**
+   * The agent answered that the request can never succeed as sent: a publish still waiting fails
+   * now instead of at its timeout. A volume already published keeps its files and its retries.
+   */
+  private refuse(error: AgentError, source: 'x509' | 'jwt'): void {
+    this.refusal = { error, source };
+    if (this.delivered !== undefined) return;
+    for (const waiter of [...this.waiters]) waiter.resolve('refused');
   }
 
   private firstAudienceWithoutToken(): string | undefined {
@@ -204,14 +228,18 @@ export class VolumeSession {
     return this.spec.jwtAudiences.length > 1 ? `audience ${JSON.stringify(audience)}: ${problem}` : problem;
   }
 
-  /** Resolves after the first successful delivery; rejects on timeout, abort or close. */
-  waitReady(timeoutMs: number, signal?: AbortSignal): Promise<'ready' | 'timeout' | 'aborted'> {
+  /**
+   * Resolves 'ready' after the first successful delivery, or how the wait ended otherwise
+   * (timeout, abort, or the agent refusing the request for good); rejects when the session closes.
+   */
+  waitReady(timeoutMs: number, signal?: AbortSignal): Promise<WaitOutcome> {
     if (this.delivered !== undefined) return Promise.resolve('ready');
     if (this.closed) return Promise.reject(new SessionClosedError(this.spec.volumeId));
     if (signal?.aborted) return Promise.resolve('aborted');
+    if (this.refusal !== undefined) return Promise.resolve('refused');
     return new Promise((resolve, reject) => {
       const { clock } = this.deps;
-      const finish = (outcome: 'ready' | 'timeout' | 'aborted'): void => {
+      const finish = (outcome: WaitOutcome): void => {
         clock.clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
         this.waiters.delete(waiter);
@@ -220,7 +248,7 @@ export class VolumeSession {
       const onAbort = (): void => finish('aborted');
       const timer = clock.setTimeout(() => finish('timeout'), timeoutMs);
       const waiter = {
-        resolve: () => finish('ready'),
+        resolve: (outcome: 'ready' | 'refused') => finish(outcome),
         reject: (err: Error) => {
           clock.clearTimeout(timer);
           signal?.removeEventListener('abort', onAbort);
@@ -269,8 +297,9 @@ export class VolumeSession {
   private async evaluate(): Promise<void> {
     const { logger, clock } = this.deps;
     const update = this.update;
-    const bundles = this.bundles;
     if (update === undefined) return;
+    // The pod's own bundles when its backend sends them (Broker API): never another pod's.
+    const bundles = update.bundles ?? this.bundles;
     this.x509Ready = false;
     if (bundles === undefined) {
       this.problem = 'waiting for the trust bundles from the SPIRE agent';
@@ -280,10 +309,11 @@ export class VolumeSession {
     if (chosen === undefined) {
       this.problem =
         update.svids.length === 0
-          ? 'the SPIRE agent returned no X.509-SVID for these selectors (no registration entry matches them yet)'
+          ? 'the SPIRE agent returned no X.509-SVID (no registration entry matches this pod yet)'
           : `none of the SVIDs the agent returned is ${describeChoice(this.spec.spiffeId, this.spec.hint)} ` +
             `(got ${update.svids.map(describeSvid).join(', ')})`;
       if (this.delivered !== undefined) logger.warn({ reason: this.problem }, 'no usable SVID in the update; keeping the last good files');
+      else logger.debug({ reason: this.problem }, 'no usable SVID in the update yet');
       return;
     }
     const federatesWith = update.federatesWith;
@@ -363,7 +393,8 @@ export class VolumeSession {
     if (initial) logger.info(facts, 'identity published');
     else logger.debug(facts, rotated ? 'identity updated' : 'JWT-SVID refreshed');
     if (rotated) this.deps.events.emit('rotated', { volumeId: this.spec.volumeId, spiffeId: chosen.spiffeId, notAfter: parsed.notAfter, initial });
-    for (const waiter of [...this.waiters]) waiter.resolve();
+    this.refusal = undefined;
+    for (const waiter of [...this.waiters]) waiter.resolve('ready');
   }
 
   /**

@@ -39,7 +39,8 @@ export class DelegatedBackend implements IdentityBackend {
     this.#api.start();
   }
 
-  watchBundles(listener: (bundles: BundleUpdate) => void): () => void {
+  /** One shared stream serves every pod: the Delegated Identity API's bundles are not per workload. */
+  watchBundles(_pod: PodReference, listener: (bundles: BundleUpdate) => void): () => void {
     return this.#api.watchBundles(listener);
   }
 
@@ -51,8 +52,13 @@ export class DelegatedBackend implements IdentityBackend {
     return this.#api.fetchJwtSvids(this.#selectors(pod), audiences, signal);
   }
 
-  watchJwtBundles(listener: (bundles: JwtBundleUpdate) => void): () => void {
+  watchJwtBundles(_pod: PodReference, listener: (bundles: JwtBundleUpdate) => void): () => void {
     return this.#api.watchJwtBundles(listener);
+  }
+
+  connectionProblem(): string | undefined {
+    if (this.#api.connected) return undefined;
+    return `agent unreachable at ${this.#options.adminSocket ?? 'its admin socket'}`;
   }
 
   on(event: 'state', listener: (connected: boolean) => void): this {

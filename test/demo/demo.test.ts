@@ -96,7 +96,7 @@ describe.concurrent('npm run demo (the built demo)', () => {
   it('--help lists the knobs', async ({ expect, onTestFinished }) => {
     const run = (await scratch(onTestFinished)).start(['--help']);
     expect(await run.exited).toBe(0);
-    for (const knob of ['--rotation', '--trust-domain', '--folder', '--duration', '--rotations', '--plain']) {
+    for (const knob of ['--rotation', '--trust-domain', '--folder', '--duration', '--rotations', '--plain', '--identity-api']) {
       expect(run.output()).toContain(knob);
     }
   });
@@ -129,6 +129,35 @@ describe.concurrent('npm run demo (the built demo)', () => {
     expect(summaryNumber(output, 'requests failed')).toBe(0);
     expect(output).not.toContain('request failed');
     expect(output).toMatch(/logs were in: \S+demo\.log/);
+    await expectCleanedUp(expect, folder);
+  });
+
+  it('--identity-api broker: the same run through the Broker API over mTLS, and nothing left behind', async ({ expect, onTestFinished }) => {
+    const { folder, start } = await scratch(onTestFinished);
+    const run = start(['--identity-api', 'broker', '--rotation', '2s', '--rotations', '3', '--plain', '--folder', folder]);
+    const code = await run.exited;
+    const output = run.output();
+    expect(code, output).toBe(0);
+
+    // The driver got its own SVID from the Workload API and the pods' identities from the Broker endpoint.
+    expect(output).toMatch(/dev agent serving the Workload API on \S+\/api\.sock \(the driver's own SVID: spiffe:\/\/example\.org\/spire-csi\/driver\)/);
+    expect(output).toMatch(/dev agent serving the SPIFFE Broker API on \S+\/broker\.sock \(mutual TLS/);
+    expect(output).toContain('identities through the Broker API');
+    expect(output).not.toContain('Delegated Identity API');
+    expect(output).toMatch(/kubelet published the server pod's volume/);
+    expect(output).toMatch(/kubelet published the client pod's volume/);
+
+    const rotations = clientRotations(output);
+    expect(rotations.length, output).toBeGreaterThanOrEqual(3);
+    for (const [i, rotation] of rotations.entries()) {
+      expect(rotation.to).not.toBe(rotation.from);
+      if (i > 0) expect(rotation.from).toBe(rotations[i - 1]!.to);
+    }
+    expect(output).toContain('spiffe://example.org/ns/demo/sa/client');
+    expect(output).toContain('spiffe://example.org/ns/demo/sa/server');
+    expect(summaryNumber(output, 'requests ok')).toBeGreaterThan(0);
+    expect(summaryNumber(output, 'requests failed')).toBe(0);
+    expect(output).toContain('cleanup: volumes unpublished and unmounted');
     await expectCleanedUp(expect, folder);
   });
 

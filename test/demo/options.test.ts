@@ -12,13 +12,14 @@ describe('demo command line', () => {
       rotations: null,
       plain: false,
       keepLogs: false,
+      identityApi: 'delegated',
     });
   });
 
   it('reads every knob', () => {
     expect(
       parseDemoArgs(['--rotation', '3s', '--trust-domain', 'spiffe://acme.test', '--folder', '/tmp/x', '--duration', '1m',
-        '--rotations', '4', '--plain', '--keep-logs']),
+        '--rotations', '4', '--plain', '--keep-logs', '--identity-api', 'broker']),
     ).toEqual({
       rotationMs: 3_000,
       trustDomain: 'acme.test',
@@ -27,12 +28,13 @@ describe('demo command line', () => {
       rotations: 4,
       plain: true,
       keepLogs: true,
+      identityApi: 'broker',
     });
   });
 
   it('returns null for --help, whose text names every knob', () => {
     expect(parseDemoArgs(['--help'])).toBeNull();
-    for (const knob of ['--rotation', '--trust-domain', '--folder', '--duration', '--rotations', '--plain', '--keep-logs']) {
+    for (const knob of ['--rotation', '--trust-domain', '--folder', '--duration', '--rotations', '--plain', '--keep-logs', '--identity-api']) {
       expect(DEMO_HELP).toContain(knob);
     }
   });
@@ -45,6 +47,8 @@ describe('demo command line', () => {
     [['--duration', '10'], '--duration'],
     [['--trust-domain', 'Not A Domain'], '--trust-domain'],
     [['--folder', ''], '--folder'],
+    [['--identity-api', 'spiffe'], '--identity-api must be one of delegated, broker, got "spiffe"'],
+    [['--identity-api', ''], '--identity-api'],
     [['--bogus'], '--help'],
   ])('rejects %j naming the problem', (argv, fragment) => {
     expect(() => parseDemoArgs(argv)).toThrow(DemoUsageError);

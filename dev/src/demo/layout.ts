@@ -8,6 +8,12 @@ export interface DemoLayout {
   readonly stateDir: string;
   readonly csiSocket: string;
   readonly adminSocket: string;
+  /** The dev agent's Workload API (broker mode: the driver's own SVID). */
+  readonly workloadSocket: string;
+  /** The dev agent's Broker endpoint, in a folder apart from the Workload API's as SPIRE requires. */
+  readonly brokerSocket: string;
+  /** The pods the dev agent sees on its node (broker mode), kept in sync by the demo. */
+  readonly podsFile: string;
   readonly logFile: string;
 }
 
@@ -21,9 +27,12 @@ export function demoLayout(root: string): DemoLayout {
     stateDir: join(root, 'state'),
     csiSocket: join(root, 'plugin', 'csi.sock'),
     adminSocket: join(root, 'agent', 'admin.sock'),
+    workloadSocket: join(root, 'agent-sockets', 'api.sock'),
+    brokerSocket: join(root, 'broker-sockets', 'broker.sock'),
+    podsFile: join(root, 'agent', 'pods.json'),
     logFile: join(root, 'demo.log'),
   };
-  for (const socket of [layout.csiSocket, layout.adminSocket]) {
+  for (const socket of [layout.csiSocket, layout.adminSocket, layout.workloadSocket, layout.brokerSocket]) {
     if (Buffer.byteLength(socket) > MAX_SOCKET_PATH_BYTES) {
       throw new DemoError(
         `the socket path ${socket} is longer than the ${MAX_SOCKET_PATH_BYTES} bytes a unix socket allows`,

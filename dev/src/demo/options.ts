@@ -4,6 +4,10 @@ import { TrustDomain } from '@spire-csi/sdk';
 import { DurationError, parseDuration } from '@spire-csi/driver/internal';
 import { DemoUsageError } from './errors.js';
 
+/** How the driver gets the pods' identities from the (development) agent. */
+export type DemoIdentityApi = 'delegated' | 'broker';
+export const DEMO_IDENTITY_APIS: readonly DemoIdentityApi[] = ['delegated', 'broker'];
+
 export interface DemoOptions {
   /** How often SVIDs rotate; the dev agent issues them with twice this TTL and reissues at half-life. */
   readonly rotationMs: number;
@@ -16,6 +20,8 @@ export interface DemoOptions {
   readonly rotations: number | null;
   readonly plain: boolean;
   readonly keepLogs: boolean;
+  /** `delegated`: the Delegated Identity API on the admin socket; `broker`: the SPIFFE Broker API over mTLS. */
+  readonly identityApi: DemoIdentityApi;
 }
 
 export const DEFAULT_ROTATION = '10s';
@@ -40,6 +46,9 @@ Options:
   --folder <dir>             where the demo creates its own folder (default: the system temp folder)
   --duration <duration>      stop by itself after this long (default: run until Ctrl-C)
   --rotations <n>            stop after the client has seen n rotations (default: no limit)
+  --identity-api <api>       how the driver asks the agent: delegated (the Delegated Identity
+                             API, default) or broker (the SPIFFE Broker API over mutual TLS,
+                             with the driver's own SVID from the Workload API)
   --plain                    plain log lines instead of the live display
                              (automatic when stdout is not a terminal)
   --keep-logs                keep the log file when the demo folder is removed
@@ -65,6 +74,7 @@ export function parseDemoArgs(argv: readonly string[]): DemoOptions | null {
         folder: { type: 'string' },
         duration: { type: 'string' },
         rotations: { type: 'string' },
+        'identity-api': { type: 'string' },
         plain: { type: 'boolean' },
         'keep-logs': { type: 'boolean' },
       },
@@ -99,6 +109,10 @@ export function parseDemoArgs(argv: readonly string[]): DemoOptions | null {
   }
   const folder = text('folder');
   if (folder === '') throw new DemoUsageError('--folder must not be empty');
+  const identityApi = text('identity-api') ?? 'delegated';
+  if (!isIdentityApi(identityApi)) {
+    throw new DemoUsageError(`--identity-api must be one of ${DEMO_IDENTITY_APIS.join(', ')}, got "${identityApi}"`);
+  }
   return {
     rotationMs,
     trustDomain,
@@ -107,7 +121,12 @@ export function parseDemoArgs(argv: readonly string[]): DemoOptions | null {
     rotations,
     plain: values.plain === true,
     keepLogs: values['keep-logs'] === true,
+    identityApi,
   };
+}
+
+function isIdentityApi(value: string): value is DemoIdentityApi {
+  return (DEMO_IDENTITY_APIS as readonly string[]).includes(value);
 }
 
 function duration(text: string, flag: string): number {

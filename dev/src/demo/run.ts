@@ -131,7 +131,7 @@ async function build(
   if (stopper.stopped) return;
 
   const pods = demoPods(options.trustDomain);
-  const kubelet = await startNode({
+  const node = await startNode({
     layout,
     trustDomain: options.trustDomain,
     svidTtlMs: options.rotationMs * 2,
@@ -139,14 +139,14 @@ async function build(
     mounter: choice.mounter,
     logger,
     cleanup,
+    identityApi: options.identityApi,
   });
-  state.note(`dev agent serving the Delegated Identity API on ${layout.adminSocket}`);
-  state.note(`driver serving CSI on ${layout.csiSocket}`);
+  for (const line of node.description) state.note(line);
   if (stopper.stopped) return;
 
   const targets: Record<string, string> = {};
   for (const pod of [pods.server, pods.client]) {
-    const volume = await publishPod(kubelet, pod, cleanup, layout.logFile);
+    const volume = await publishPod(node, pod, cleanup, layout.logFile);
     targets[pod.role] = volume.targetPath;
     state.note(`kubelet published the ${pod.role} pod's volume (${choice.kind}): ${volume.targetPath}`);
     if (stopper.stopped) return;

@@ -247,6 +247,23 @@ describe('Broker API answers as operator messages', () => {
     expect(error.message).toContain('allowed_reference_types containing type.googleapis.com/spiffe.broker.KubernetesObjectReference');
   });
 
+  it("PermissionDenied from SPIRE's k8s attestor names the setting the agent's words point to", () => {
+    const rbac = brokerErrorFromStatus(ctx, {
+      code: status.PERMISSION_DENIED,
+      details: 'Kubernetes authorizer does not allow the broker to use impersonate-via-spire for the referenced object',
+    });
+    expect(rbac.kind).toBe('refused');
+    expect(rbac.message).toContain('use the verb impersonate-via-spire on pods in Kubernetes RBAC');
+    expect(rbac.message).not.toContain('allowed_reference_types');
+    const unlisted = brokerErrorFromStatus(ctx, {
+      code: status.PERMISSION_DENIED,
+      details: 'broker "spiffe://example.org/ns/spire-csi/sa/spire-csi-driver" is not configured',
+    });
+    expect(unlisted.kind).toBe('refused');
+    expect(unlisted.message).toContain("to the brokers of the SPIRE agent's k8s workload attestor");
+    expect(unlisted.message).not.toContain('allowed_reference_types');
+  });
+
   it('PermissionDenied WORKLOAD_NOT_ENTITLED, or SPIRE\'s "no identity issued", means no registration entry matches', () => {
     const entitled = brokerErrorFromStatus(ctx, { code: status.PERMISSION_DENIED, details: 'nope', metadata: withInfo(status.PERMISSION_DENIED, 'WORKLOAD_NOT_ENTITLED') });
     expect(entitled.kind).toBe('not-entitled');

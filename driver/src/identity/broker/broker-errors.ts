@@ -61,8 +61,7 @@ export function brokerErrorFromStatus(ctx: BrokerErrorContext, s: BrokerStatus, 
         s.code,
         'refused',
         `${prefix}: the SPIRE agent does not allow this driver (SPIFFE ID ${driver}) to ask for pods${said}; ` +
-          `in the agent's ${ALLOWLIST_SETTING} give the entry for ${driver} allowed_reference_types ` +
-          `containing ${KUBERNETES_OBJECT_REFERENCE_TYPE_URL} (with allow_over_tcp for a tcp:// endpoint)`,
+          permissionFix(s.details ?? '', driver),
         options,
       );
     case status.NOT_FOUND:
@@ -142,6 +141,28 @@ function unavailable(ctx: BrokerErrorContext, details: string, driver: string, p
     `${prefix}: ${where} is unavailable; is the SPIRE agent running with its experimental.broker endpoint there?` +
       (details === '' ? '' : ` (${details})`),
     options,
+  );
+}
+
+/**
+ * The setting to change, from the agent's own words. SPIRE denies a broker in three places: the
+ * broker endpoint's reference-type policy, the k8s workload attestor's own broker list, and the
+ * SubjectAccessReview for `impersonate-via-spire` when its access_policy is enforced.
+ */
+function permissionFix(details: string, driver: string): string {
+  if (/impersonate-via-spire/.test(details)) {
+    return (
+      `let ${driver} use the verb impersonate-via-spire on pods in Kubernetes RBAC (deploy/broker/impersonation-rbac.yaml ` +
+      "binds it to the User named by the driver's SPIFFE ID), or set the k8s workload attestor's " +
+      'experimental.broker access_policy to "permissive"'
+    );
+  }
+  if (/is not configured/.test(details)) {
+    return `add ${driver} to the brokers of the SPIRE agent's k8s workload attestor (its experimental.broker block)`;
+  }
+  return (
+    `in the agent's ${ALLOWLIST_SETTING} give the entry for ${driver} allowed_reference_types ` +
+    `containing ${KUBERNETES_OBJECT_REFERENCE_TYPE_URL} (with allow_over_tcp for a tcp:// endpoint)`
   );
 }
 

@@ -3,13 +3,14 @@
  * enforces X509-SVID.md so an invalid credential is refused at load time rather than producing
  * handshakes that every peer rejects.
  */
-import { createPrivateKey, createPublicKey, type KeyObject, type X509Certificate } from 'node:crypto';
+import { createPrivateKey, type KeyObject, type X509Certificate } from 'node:crypto';
 import type { SpiffeId } from '../spiffeid/spiffe-id.js';
 import { parseCertificateDer } from './certificate.js';
 import { splitDer } from './der.js';
 import { messageOf } from '../internal/error-text.js';
 import { X509Error } from './errors.js';
 import { decodePem, encodeCertificatesPem, type PemBlock } from './pem.js';
+import { checkPrivateKey } from './private-key.js';
 import { checkLeaf, checkSigningCert, describeCert, isSignedBy } from './svid-rules.js';
 import { isWithinValidity, validityOf } from './validity.js';
 
@@ -53,15 +54,28 @@ function privateKeyFromPem(blocks: readonly PemBlock[]): Uint8Array {
 export class X509Svid {
   /** The chain, leaf first, then the intermediates that sign it. */
   readonly certificates: readonly X509Certificate[];
+  /** PKCS#8 DER, already checked against the leaf. */
+  readonly #keyDer: Buffer;
+  #privateKey: KeyObject | undefined;
 
   private constructor(
     /** The SPIFFE ID of the leaf's URI SAN. */
     readonly id: SpiffeId,
     certificates: readonly X509Certificate[],
-    /** The leaf's private key. Handle with care: this is the secret. */
-    readonly privateKey: KeyObject,
+    keyDer: Buffer,
   ) {
     this.certificates = Object.freeze([...certificates]);
+    this.#keyDer = keyDer;
+  }
+
+  /**
+   * The leaf's private key. Handle with care: this is the secret. Imported on first use: a reader
+   * that only checks and forwards the key (the driver, for every pod on every rotation) never
+   * pays for OpenSSL's import.
+   */
+  get privateKey(): KeyObject {
+    this.#privateKey ??= createPrivateKey({ key: this.#keyDer, format: 'der', type: 'pkcs8' });
+    return this.#privateKey;
   }
 
   /**
@@ -121,24 +135,20 @@ export class X509Svid {
         throw fail(`certificate ${i} ${describeCert(cert)} is not signed by certificate ${i + 1}`);
       }
     }
-    let privateKey: KeyObject;
-    try {
-      privateKey = createPrivateKey({ key: Buffer.from(keyDer), format: 'der', type: 'pkcs8' });
-    } catch {
-      // Deliberately no cause: nothing derived from key material goes into an error.
-      throw fail('private key is not a valid unencrypted PKCS#8 key');
-    }
-    // KeyObject.equals compares the public components in OpenSSL (EVP_PKEY_eq): ~100x cheaper
-    // than exporting both keys to DER, and the driver does this for every pod on every rotation.
-    if (!createPublicKey(privateKey).equals(leaf.publicKey)) {
-      throw fail('private key does not match the leaf certificate public key');
-    }
+    // A copy (the caller's buffer may be reused or zeroed) in a block of its own: Buffer.from
+    // would carve it from the shared 8 KiB pool and pin a whole slab for as long as the SVID lives.
+    const key = Buffer.allocUnsafeSlow(keyDer.length);
+    key.set(keyDer);
+    const match = checkPrivateKey(key, leaf.publicKey);
+    // Deliberately no cause: nothing derived from key material goes into an error.
+    if (match === 'unusable') throw fail('private key is not a valid unencrypted PKCS#8 key');
+    if (match === 'mismatch') throw fail('private key does not match the leaf certificate public key');
     try {
       for (const cert of certificates) validityOf(cert);
     } catch (err) {
       throw fail(`certificate validity is malformed: ${messageOf(err)}`, err);
     }
-    return new X509Svid(id, certificates, privateKey);
+    return new X509Svid(id, certificates, key);
   }
 
   /** The leaf certificate. */

@@ -16,6 +16,7 @@ import type { PayloadFile } from './atomic-writer.js';
 import type { PemMemo } from './pem-memo.js';
 import { earliestJwtExpiry, jwtSvidFilesOf, type VolumeJwtState } from '../volume/volume-state.js';
 import type { VolumeSpec } from '../volume/volume-spec.js';
+import { ownBytes, ownConcat } from './own-bytes.js';
 
 /** Key material: owner-only, or group-readable by the pod's fsGroup (the files are root:fsGroup). */
 export const KEY_MODE_OWNER_ONLY = 0o400;
@@ -115,7 +116,7 @@ export function buildPayload(input: PayloadInput): BuiltPayload {
   // bundle stream, so every volume holds the same Buffer for a trust domain.
   const owner = input.parsed;
   const encode = (slot: string, make: () => string): Buffer =>
-    memo === undefined || owner === undefined ? Buffer.from(make(), 'utf8') : memo.get(owner, slot, make);
+    memo === undefined || owner === undefined ? ownBytes(make()) : memo.get(owner, slot, make);
   const chainPem = encode('chain', () => encodeCertificatesPem(svid.chainDer));
   const keyPem = encode('key', () => encodePem('PRIVATE KEY', svid.keyDer));
   const credentialPem = encode('credential', () => `${keyPem.toString('utf8')}${chainPem.toString('utf8')}`);
@@ -126,7 +127,7 @@ export function buildPayload(input: PayloadInput): BuiltPayload {
   const bundlePem = (td: string): Buffer => {
     const der = bundles.get(td) ?? Buffer.alloc(0);
     const make = (): string => encodeCertificatesPem(splitDer(der));
-    return memo === undefined || der.length === 0 ? Buffer.from(make(), 'utf8') : memo.get(der, 'bundle', make);
+    return memo === undefined || der.length === 0 ? ownBytes(make()) : memo.get(der, 'bundle', make);
   };
 
   const files = new Map<string, PayloadFile>();
@@ -144,7 +145,7 @@ export function buildPayload(input: PayloadInput): BuiltPayload {
   for (const td of domains) add(trustBundleFileName(td, spec.layoutNames), bundlePem(td), PUBLIC_MODE);
   add(spec.files.svid, chainPem, PUBLIC_MODE);
   add(spec.files.key, keyPem, keyMode);
-  const splitBundle = spec.bundleIncludeFederated ? Buffer.concat([ownTd, ...federated].map(bundlePem)) : bundlePem(ownTd);
+  const splitBundle = spec.bundleIncludeFederated ? ownConcat([ownTd, ...federated].map(bundlePem)) : bundlePem(ownTd);
   add(spec.files.bundle, splitBundle, PUBLIC_MODE);
 
   const jwtFacts = input.jwt === undefined ? {} : addJwtFiles(input.jwt, spec, federatesWith, keyMode, add);
@@ -173,7 +174,7 @@ export function buildPayload(input: PayloadInput): BuiltPayload {
 function extraCredentialPem(extra: PayloadExtraSvid, memo: PemMemo | undefined): Buffer {
   if (extra.svid.chainDer.length === 0) throw new PayloadError(`SVID ${extra.svid.spiffeId} has an empty certificate chain`);
   const make = (): string => `${encodePem('PRIVATE KEY', extra.svid.keyDer)}${encodeCertificatesPem(extra.svid.chainDer)}`;
-  return memo === undefined || extra.parsed === undefined ? Buffer.from(make(), 'utf8') : memo.get(extra.parsed, 'credential', make);
+  return memo === undefined || extra.parsed === undefined ? ownBytes(make()) : memo.get(extra.parsed, 'credential', make);
 }
 
 function hintsEntry(file: string, svid: PayloadSvid): HintsFileEntry {

@@ -1,3 +1,5 @@
+import { ownBytes } from './own-bytes.js';
+
 /**
  * PEM encodings remembered per source object. A rotation hands a thousand volumes the same parsed
  * SVID object (from the validation cache) and the same bundle buffers (from the one bundle stream),
@@ -18,7 +20,7 @@ export class PemMemo {
     }
     let bytes = slots.get(slot);
     if (bytes === undefined) {
-      bytes = Buffer.from(encode(), 'utf8');
+      bytes = ownBytes(encode());
       slots.set(slot, bytes);
     }
     return bytes;

@@ -234,6 +234,19 @@ describe('payload', () => {
     expect(other.get('example.org.spiffe-trust-bundle.x509.pem')?.data).toBe(fast.get('example.org.spiffe-trust-bundle.x509.pem')?.data);
   });
 
+  it('keeps no byte buffer that is a slice of a larger block (a pooled slice pins its 8 KiB slab per volume)', () => {
+    const parsed = X509Svid.fromDer(svid.chainDer, svid.keyDer);
+    for (const input of [
+      { spec: spec(), svid, bundles, federatesWith: ['partner.test'], now: NOW },
+      { spec: spec({ bundleIncludeFederated: true }), svid, bundles, federatesWith: ['partner.test'], now: NOW, parsed, pem: new PemMemo() },
+    ]) {
+      for (const [name, file] of buildPayload(input).files) {
+        if (typeof file.data === 'string') continue;
+        expect(file.data.buffer.byteLength, name).toBe(file.data.length);
+      }
+    }
+  });
+
   it('treats identity.json files that differ only in updatedAt as the same content', () => {
     const at = (now: Date): Buffer => Buffer.from(String(buildPayload({ spec: spec(), svid, bundles, federatesWith: [], now }).files.get('identity.json')?.data));
     const earlier = at(NOW);

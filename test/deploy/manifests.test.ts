@@ -1,24 +1,10 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { dirname, join, posix } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { SpiffeId } from '@spire-csi/sdk';
-import { DaemonSet, type IDaemonSet } from 'kubernetes-models/apps/v1';
-import { CSIDriver, type ICSIDriver, type ICSIDriverSpec } from 'kubernetes-models/storage.k8s.io/v1';
-import {
-  Namespace,
-  Pod,
-  ServiceAccount,
-  type IContainer,
-  type INamespace,
-  type IPod,
-  type IPodSpec,
-  type ISecurityContext,
-  type IServiceAccount,
-  type IVolume,
-  type IVolumeMount,
-} from 'kubernetes-models/v1';
+import type { IDaemonSet } from 'kubernetes-models/apps/v1';
+import type { ICSIDriver } from 'kubernetes-models/storage.k8s.io/v1';
+import type { IContainer, INamespace, IPod, IPodSpec, IServiceAccount } from 'kubernetes-models/v1';
 import { describe, expect, it } from 'vitest';
-import { parseAllDocuments } from 'yaml';
 import { DRIVER_OPTIONS, parseDriverConfig, type DriverConfig } from '../../driver/src/config/driver-config.js';
 import {
   EPHEMERAL_KEY,
@@ -27,18 +13,37 @@ import {
   SPIRE_ATTRIBUTES,
   validatePublishRequest,
 } from '../../driver/src/csi/validation.js';
+import {
+  asKubeObject,
+  containerEnv,
+  containerNamed,
+  CSI_DRIVER_SPEC_KEYS,
+  DEPLOY,
+  EXAMPLE_TRUST_DOMAIN,
+  hostPathOf as hostPathIn,
+  kustomize,
+  mountOf,
+  parseDeployFile,
+  REPO,
+  renderTemplate,
+  unknownKeys,
+  unknownPodSpecKeys,
+  VALIDATORS,
+  validateObject,
+  type KubeObject,
+} from './kube-objects.js';
 
 /*
- * Static checks of deploy/: every manifest parses and passes the Kubernetes OpenAPI schema
- * (kubernetes-models), and the settings the driver depends on agree with each other and with the
- * driver's own configuration parser. No cluster, no network.
+ * Static checks of deploy/ and its default (delegated) install: every manifest parses and passes
+ * the Kubernetes OpenAPI schema (kubernetes-models), and the settings the driver depends on agree
+ * with each other and with the driver's own configuration parser. No cluster, no network.
+ * Broker mode (deploy/broker) is checked in broker-manifests.test.ts.
  */
 
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
-const DEPLOY = join(REPO, 'deploy');
-const EXAMPLE_TRUST_DOMAIN = 'example.org';
+/** The driver's objects, shared by both install modes. */
+const BASE = 'base';
 
-/** Manifests deliberately left out of kustomization.yaml, and why (mirrors its header comment). */
+/** Manifests deliberately left out of the install, and why (mirrors deploy/kustomization.yaml). */
 const APPLIED_SEPARATELY: Readonly<Record<string, string>> = {
   'clusterspiffeid-driver.yaml': 'needs the spire-controller-manager CRD',
   'clusterspiffeid-workloads.yaml': 'needs the spire-controller-manager CRD; cluster-specific',
@@ -48,50 +53,26 @@ const APPLIED_SEPARATELY: Readonly<Record<string, string>> = {
 // ---------------------------------------------------------------------------------------------
 // Loading
 
-interface KubeObject {
-  readonly apiVersion: string;
-  readonly kind: string;
-  readonly metadata?: { readonly name?: string; readonly namespace?: string; readonly labels?: Record<string, string> };
-  readonly [key: string]: unknown;
-}
-
 interface Loaded {
+  /** Relative to deploy/. */
   readonly file: string;
   readonly index: number;
   readonly obj: KubeObject;
 }
 
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
+/** The YAML files of deploy/ and deploy/base/ (deploy/broker/ holds patches: its own test). */
 function yamlFiles(): string[] {
-  return readdirSync(DEPLOY)
-    .filter((name) => /\.ya?ml$/.test(name))
-    .sort();
-}
-
-function parseYamlFile(file: string): unknown[] {
-  const docs = parseAllDocuments(readFileSync(join(DEPLOY, file), 'utf8'), { prettyErrors: true });
-  const values: unknown[] = [];
-  for (const doc of docs) {
-    if (doc.errors.length > 0) throw new Error(`${file}: ${doc.errors.map((e) => e.message).join('; ')}`);
-    if (doc.warnings.length > 0) throw new Error(`${file}: ${doc.warnings.map((w) => w.message).join('; ')}`);
-    const value: unknown = doc.toJS();
-    if (value !== null && value !== undefined) values.push(value);
-  }
-  return values;
+  const inDir = (dir: string) =>
+    readdirSync(join(DEPLOY, dir))
+      .filter((name) => /\.ya?ml$/.test(name))
+      .map((name) => (dir === '.' ? name : `${dir}/${name}`));
+  return [...inDir('.'), ...inDir(BASE)].sort();
 }
 
 function loadAll(): Loaded[] {
   const loaded: Loaded[] = [];
   for (const file of yamlFiles()) {
-    parseYamlFile(file).forEach((value, index) => {
-      if (!isRecord(value) || typeof value.apiVersion !== 'string' || typeof value.kind !== 'string') {
-        throw new Error(`${file} document ${index}: not an object with apiVersion and kind`);
-      }
-      loaded.push({ file, index, obj: value as KubeObject });
-    });
+    parseDeployFile(file).forEach((value, index) => loaded.push({ file, index, obj: asKubeObject(value, `${file} document ${index}`) }));
   }
   return loaded;
 }
@@ -106,152 +87,6 @@ function only<T>(apiVersion: string, kind: string, file?: string): T {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Schema validation
-
-type Validator = (obj: KubeObject) => void;
-
-function model<D>(Model: new (data: D) => { validate(): void }): Validator {
-  return (obj) => new Model(obj as unknown as D).validate();
-}
-
-const CLUSTER_SPIFFEID_SPEC_KEYS = new Set([
-  'spiffeIDTemplate',
-  'podSelector',
-  'namespaceSelector',
-  'dnsNameTemplates',
-  'workloadSelectorTemplates',
-  'ttl',
-  'jwtTtl',
-  'federatesWith',
-  'admin',
-  'downstream',
-  'autoPopulateDNSNames',
-  'fallback',
-  'className',
-  'hint',
-]);
-
-function checkLabelSelector(value: unknown, where: string): void {
-  if (!isRecord(value)) throw new Error(`${where} must be a label selector object`);
-  for (const key of Object.keys(value)) {
-    if (key !== 'matchLabels' && key !== 'matchExpressions') throw new Error(`${where}.${key} is not a label selector field`);
-  }
-  if (value.matchLabels !== undefined) {
-    if (!isRecord(value.matchLabels) || !Object.values(value.matchLabels).every((v) => typeof v === 'string')) {
-      throw new Error(`${where}.matchLabels must map strings to strings`);
-    }
-  }
-  if (value.matchExpressions !== undefined) {
-    if (!Array.isArray(value.matchExpressions)) throw new Error(`${where}.matchExpressions must be a list`);
-    for (const expr of value.matchExpressions) {
-      if (!isRecord(expr) || typeof expr.key !== 'string') throw new Error(`${where}.matchExpressions needs a key`);
-      if (!['In', 'NotIn', 'Exists', 'DoesNotExist'].includes(String(expr.operator))) {
-        throw new Error(`${where}.matchExpressions operator ${String(expr.operator)} is not valid`);
-      }
-      const needsValues = expr.operator === 'In' || expr.operator === 'NotIn';
-      const values = expr.values;
-      if (needsValues && !(Array.isArray(values) && values.length > 0 && values.every((v) => typeof v === 'string'))) {
-        throw new Error(`${where}.matchExpressions ${expr.operator} needs a non-empty list of string values`);
-      }
-    }
-  }
-}
-
-/** There is no model for spire-controller-manager's CRD: check what its schema requires. */
-function validateClusterSpiffeId(obj: KubeObject): void {
-  if (obj.apiVersion !== 'spire.spiffe.io/v1alpha1') throw new Error(`ClusterSPIFFEID apiVersion ${obj.apiVersion}`);
-  if (typeof obj.metadata?.name !== 'string' || obj.metadata.name === '') throw new Error('ClusterSPIFFEID needs metadata.name');
-  if (obj.metadata.namespace !== undefined) throw new Error('ClusterSPIFFEID is cluster-scoped: no metadata.namespace');
-  const spec = obj.spec;
-  if (!isRecord(spec)) throw new Error('ClusterSPIFFEID needs a spec');
-  for (const key of Object.keys(spec)) {
-    if (!CLUSTER_SPIFFEID_SPEC_KEYS.has(key)) throw new Error(`ClusterSPIFFEID spec.${key} is not a known field`);
-  }
-  if (typeof spec.spiffeIDTemplate !== 'string' || !spec.spiffeIDTemplate.startsWith('spiffe://')) {
-    throw new Error('ClusterSPIFFEID spec.spiffeIDTemplate is required and must start with spiffe://');
-  }
-  for (const key of ['podSelector', 'namespaceSelector'] as const) {
-    if (spec[key] !== undefined) checkLabelSelector(spec[key], `spec.${key}`);
-  }
-  for (const key of ['workloadSelectorTemplates', 'dnsNameTemplates', 'federatesWith'] as const) {
-    const list = spec[key];
-    if (list !== undefined && !(Array.isArray(list) && list.every((v) => typeof v === 'string'))) {
-      throw new Error(`ClusterSPIFFEID spec.${key} must be a list of strings`);
-    }
-  }
-  const selectors = (spec.workloadSelectorTemplates ?? []) as string[];
-  for (const selector of selectors) {
-    if (!/^[a-z0-9_]+:.+$/.test(selector)) throw new Error(`workload selector "${selector}" is not type:value`);
-  }
-  for (const key of ['admin', 'downstream', 'autoPopulateDNSNames', 'fallback'] as const) {
-    if (spec[key] !== undefined && typeof spec[key] !== 'boolean') throw new Error(`ClusterSPIFFEID spec.${key} must be a boolean`);
-  }
-}
-
-const VALIDATORS: Readonly<Record<string, Validator>> = {
-  'v1/Namespace': model(Namespace),
-  'v1/ServiceAccount': model(ServiceAccount),
-  'v1/Pod': model(Pod),
-  'apps/v1/DaemonSet': model(DaemonSet),
-  'storage.k8s.io/v1/CSIDriver': model(CSIDriver),
-  'spire.spiffe.io/v1alpha1/ClusterSPIFFEID': validateClusterSpiffeId,
-};
-
-/*
- * The schema accepts unknown fields (a misspelt `mountPropogation` would pass and be dropped by the
- * API server). For the objects whose fields this driver depends on, compare keys against the
- * model's own interfaces; the mapped types make the compiler keep these lists complete.
- */
-type KeySet<T> = { readonly [K in keyof T]-?: true };
-const CONTAINER_KEYS: KeySet<IContainer> = {
-  args: true, command: true, env: true, envFrom: true, image: true, imagePullPolicy: true, lifecycle: true,
-  livenessProbe: true, name: true, ports: true, readinessProbe: true, resizePolicy: true, resources: true,
-  restartPolicy: true, securityContext: true, startupProbe: true, stdin: true, stdinOnce: true,
-  terminationMessagePath: true, terminationMessagePolicy: true, tty: true, volumeDevices: true, volumeMounts: true,
-  workingDir: true,
-};
-const VOLUME_MOUNT_KEYS: KeySet<IVolumeMount> = {
-  mountPath: true, mountPropagation: true, name: true, readOnly: true, recursiveReadOnly: true, subPath: true,
-  subPathExpr: true,
-};
-const SECURITY_CONTEXT_KEYS: KeySet<ISecurityContext> = {
-  allowPrivilegeEscalation: true, appArmorProfile: true, capabilities: true, privileged: true, procMount: true,
-  readOnlyRootFilesystem: true, runAsGroup: true, runAsNonRoot: true, runAsUser: true, seLinuxOptions: true,
-  seccompProfile: true, windowsOptions: true,
-};
-const POD_SPEC_KEYS: KeySet<IPodSpec> = {
-  activeDeadlineSeconds: true, affinity: true, automountServiceAccountToken: true, containers: true, dnsConfig: true,
-  dnsPolicy: true, enableServiceLinks: true, ephemeralContainers: true, hostAliases: true, hostIPC: true,
-  hostNetwork: true, hostPID: true, hostUsers: true, hostname: true, imagePullSecrets: true, initContainers: true,
-  nodeName: true, nodeSelector: true, os: true, overhead: true, preemptionPolicy: true, priority: true,
-  priorityClassName: true, readinessGates: true, resourceClaims: true, resources: true, restartPolicy: true,
-  runtimeClassName: true, schedulerName: true, schedulingGates: true, securityContext: true, serviceAccount: true,
-  serviceAccountName: true, setHostnameAsFQDN: true, shareProcessNamespace: true, subdomain: true,
-  terminationGracePeriodSeconds: true, tolerations: true, topologySpreadConstraints: true, volumes: true,
-};
-const CSI_DRIVER_SPEC_KEYS: KeySet<ICSIDriverSpec> = {
-  attachRequired: true, fsGroupPolicy: true, nodeAllocatableUpdatePeriodSeconds: true, podInfoOnMount: true,
-  requiresRepublish: true, seLinuxMount: true, storageCapacity: true, tokenRequests: true, volumeLifecycleModes: true,
-};
-
-function unknownKeys(value: object | undefined, known: object): string[] {
-  if (value === undefined) return [];
-  return Object.keys(value).filter((key) => !Object.hasOwn(known, key));
-}
-
-function unknownPodSpecKeys(spec: IPodSpec, where: string): string[] {
-  const found = unknownKeys(spec, POD_SPEC_KEYS).map((k) => `${where}.${k}`);
-  for (const c of [...spec.containers, ...(spec.initContainers ?? [])]) {
-    found.push(...unknownKeys(c, CONTAINER_KEYS).map((k) => `${where} container ${c.name}: ${k}`));
-    found.push(...unknownKeys(c.securityContext, SECURITY_CONTEXT_KEYS).map((k) => `${where} ${c.name}.securityContext.${k}`));
-    for (const m of c.volumeMounts ?? []) {
-      found.push(...unknownKeys(m, VOLUME_MOUNT_KEYS).map((k) => `${where} ${c.name} mount ${m.name}: ${k}`));
-    }
-  }
-  return found;
-}
-
-// ---------------------------------------------------------------------------------------------
 // Helpers over the typed objects
 
 const csiDriver = only<ICSIDriver>('storage.k8s.io/v1', 'CSIDriver');
@@ -262,28 +97,8 @@ const examplePod = only<IPod>('v1', 'Pod', 'example-pod.yaml');
 const podSpec: IPodSpec = daemonSet.spec!.template.spec!;
 const agentDoc = readFileSync(join(DEPLOY, 'spire-agent.md'), 'utf8');
 
-function containerNamed(name: string): IContainer {
-  const found = podSpec.containers.find((c) => c.name === name);
-  if (!found) throw new Error(`DaemonSet has no container ${name}`);
-  return found;
-}
-
-function volumeNamed(spec: IPodSpec, name: string): IVolume {
-  const found = spec.volumes?.find((v) => v.name === name);
-  if (!found) throw new Error(`no volume ${name}`);
-  return found;
-}
-
-function mountOf(container: IContainer, volume: string): IVolumeMount {
-  const found = container.volumeMounts?.find((m) => m.name === volume);
-  if (!found) throw new Error(`container ${container.name} does not mount ${volume}`);
-  return found;
-}
-
 function hostPathOf(volume: string): { path: string; type?: string } {
-  const hostPath = volumeNamed(podSpec, volume).hostPath;
-  if (!hostPath) throw new Error(`volume ${volume} is not a hostPath`);
-  return hostPath;
+  return hostPathIn(podSpec, volume);
 }
 
 /** `--flag=value` arguments as a map (the sidecars take no positional arguments). */
@@ -301,18 +116,12 @@ function probesOf(container: IContainer) {
   return [container.livenessProbe, container.startupProbe, container.readinessProbe];
 }
 
-const driver = containerNamed('driver');
-const registrar = containerNamed('node-driver-registrar');
+const driver = containerNamed(podSpec, 'driver');
+const registrar = containerNamed(podSpec, 'node-driver-registrar');
 
 /** The driver's configuration exactly as its CLI parser reads it from the DaemonSet's env. */
 function driverConfigFromManifest(nodeName: string): DriverConfig {
-  const env: NodeJS.ProcessEnv = {};
-  for (const variable of driver.env ?? []) {
-    if (variable.value !== undefined) env[variable.name] = variable.value;
-    else if (variable.valueFrom?.fieldRef?.fieldPath === 'spec.nodeName') env[variable.name] = nodeName;
-    else throw new Error(`driver env ${variable.name} has a source this test cannot resolve`);
-  }
-  const config = parseDriverConfig([], env);
+  const config = parseDriverConfig([], containerEnv(driver, nodeName));
   if (config === null) throw new Error('driver config asked for --help');
   return config;
 }
@@ -322,17 +131,6 @@ let parsedConfig: DriverConfig | undefined;
 function driverConfig(): DriverConfig {
   parsedConfig ??= driverConfigFromManifest('node-a');
   return parsedConfig;
-}
-
-/** Renders the {{ .Field }} references spire-controller-manager templates use here. */
-function renderTemplate(template: string, data: Readonly<Record<string, string>>): string {
-  const rendered = template.replace(/\{\{\s*\.([A-Za-z.]+)\s*\}\}/g, (_match, field: string) => {
-    const value = data[field];
-    if (value === undefined) throw new Error(`template field .${field} is not provided by this test`);
-    return value;
-  });
-  if (rendered.includes('{{') || rendered.includes('}}')) throw new Error(`unrendered template syntax in ${template}`);
-  return rendered;
 }
 
 function authorizedDelegates(): string[] {
@@ -350,16 +148,21 @@ function clusterSpiffeId(file: string): { spec: Record<string, unknown> } {
 describe('deploy/ manifests parse and match the Kubernetes schema', () => {
   it('finds the manifests', () => {
     expect(yamlFiles()).toEqual(
-      expect.arrayContaining(['csidriver.yaml', 'daemonset.yaml', 'kustomization.yaml', 'namespace.yaml', 'serviceaccount.yaml']),
+      expect.arrayContaining([
+        'base/csidriver.yaml',
+        'base/daemonset.yaml',
+        'base/kustomization.yaml',
+        'base/namespace.yaml',
+        'base/serviceaccount.yaml',
+        'kustomization.yaml',
+      ]),
     );
   });
 
   it.each(K8S_OBJECTS.map((l) => [`${l.file}#${l.index} ${l.obj.kind} ${l.obj.metadata?.name ?? ''}`, l] as const))(
     '%s validates',
     (_name, loaded) => {
-      const validator = VALIDATORS[`${loaded.obj.apiVersion}/${loaded.obj.kind}`];
-      expect(validator, `no validator for ${loaded.obj.apiVersion} ${loaded.obj.kind}; add one to this test`).toBeDefined();
-      expect(() => validator!(loaded.obj)).not.toThrow();
+      expect(() => validateObject(loaded.obj)).not.toThrow();
     },
   );
 
@@ -669,34 +472,61 @@ describe('SPIRE registration', () => {
   });
 });
 
-describe('kustomization.yaml', () => {
-  const kustomization = only<{ resources?: unknown; images?: unknown }>('kustomize.config.k8s.io/v1beta1', 'Kustomization');
-  const resources = kustomization.resources as string[];
+describe('kustomizations', () => {
+  interface Kustomization {
+    readonly resources?: unknown;
+    readonly images?: { name: string; newName?: string; newTag?: string }[];
+    readonly labels?: { pairs: Record<string, string>; includeSelectors?: boolean }[];
+    readonly patches?: unknown;
+  }
+  const top = only<Kustomization>('kustomize.config.k8s.io/v1beta1', 'Kustomization', 'kustomization.yaml');
+  const base = only<Kustomization>('kustomize.config.k8s.io/v1beta1', 'Kustomization', `${BASE}/kustomization.yaml`);
+  const baseResources = base.resources as string[];
 
-  it('lists existing files only', () => {
-    expect(Array.isArray(resources) && resources.every((r) => typeof r === 'string')).toBe(true);
-    for (const resource of resources) expect(existsSync(join(DEPLOY, resource)), resource).toBe(true);
-    expect(new Set(resources).size).toBe(resources.length);
+  it('deploy/ installs base/ as it is: the delegated mode', () => {
+    expect(top.resources).toEqual([BASE]);
+    expect(top.patches).toBeUndefined();
+    expect(Object.keys(top).sort()).toEqual(['apiVersion', 'kind', 'resources']);
   });
 
-  it('lists every manifest file except the ones applied separately', () => {
+  it('base/ lists existing files only, each once', () => {
+    expect(Array.isArray(baseResources) && baseResources.every((r) => typeof r === 'string')).toBe(true);
+    for (const resource of baseResources) expect(existsSync(join(DEPLOY, BASE, resource)), resource).toBe(true);
+    expect(new Set(baseResources).size).toBe(baseResources.length);
+  });
+
+  it('base/ lists every manifest in base/, and every manifest outside it is applied separately', () => {
     const manifestFiles = [...new Set(K8S_OBJECTS.map((l) => l.file))].sort();
-    const separate = Object.keys(APPLIED_SEPARATELY);
-    for (const file of resources) expect(separate, `${file} is both listed and applied separately`).not.toContain(file);
-    expect([...resources, ...separate.filter((f) => manifestFiles.includes(f))].sort()).toEqual(manifestFiles);
+    const inBase = manifestFiles.filter((f) => f.startsWith(`${BASE}/`));
+    expect(baseResources.map((r) => `${BASE}/${r}`).sort()).toEqual(inBase);
+    expect(manifestFiles.filter((f) => !f.startsWith(`${BASE}/`))).toEqual(Object.keys(APPLIED_SEPARATELY).sort());
   });
 
-  it('installs the namespace, service account, CSIDriver and DaemonSet', () => {
-    const kinds = K8S_OBJECTS.filter((l) => resources.includes(l.file)).map((l) => l.obj.kind);
-    expect(kinds.sort()).toEqual(['CSIDriver', 'DaemonSet', 'Namespace', 'ServiceAccount']);
+  it('kubectl kustomize deploy/ renders the namespace, service account, CSIDriver and DaemonSet of base/', () => {
+    const rendered = kustomize('.');
+    expect(rendered.map((o) => o.kind).sort()).toEqual(['CSIDriver', 'DaemonSet', 'Namespace', 'ServiceAccount']);
+    for (const obj of rendered) {
+      expect(() => validateObject(obj), `${obj.kind} ${obj.metadata?.name}`).not.toThrow();
+      expect(obj.metadata?.labels?.['app.kubernetes.io/part-of'], obj.kind).toBe('spire-csi');
+    }
+    // The rendered DaemonSet is the file's, with the image rewritten and the label added.
+    const renderedSet = rendered.find((o) => o.kind === 'DaemonSet') as unknown as IDaemonSet;
+    const renderedDriver = containerNamed(renderedSet.spec!.template.spec!, 'driver');
+    const entry = base.images!.find((i) => i.name === driver.image!.split(':')[0]);
+    expect(renderedDriver.image).toBe(`${entry!.newName ?? entry!.name}:${entry!.newTag}`);
+    expect({ ...renderedDriver, image: driver.image }).toEqual(driver);
+    expect(renderedSet.spec!.selector).toEqual(daemonSet.spec!.selector);
   });
 
   it("rewrites the driver's image", () => {
-    const images = kustomization.images as { name: string; newTag?: string }[];
     const [name, tag] = driver.image!.split(':');
-    const entry = images.find((i) => i.name === name);
+    const entry = base.images!.find((i) => i.name === name);
     expect(entry).toBeDefined();
     expect(entry?.newTag).toBe(tag);
+  });
+
+  it('keeps the part-of label out of the immutable DaemonSet selector', () => {
+    expect(base.labels).toEqual([expect.objectContaining({ pairs: { 'app.kubernetes.io/part-of': 'spire-csi' }, includeSelectors: false })]);
   });
 });
 

@@ -116,33 +116,17 @@ export async function brokerClientCredentials(
   return spiffeChannelCredentials(await agentIssuedSource(agent, spiffeId), { authorize: expectServer });
 }
 
-// ---- wire shapes (snake_case, bytes as Buffer, as the driver's loader options produce) ----
+// ---- wire shapes: the driver's (snake_case, bytes as Buffer), under the names the tests use ----
 
-export interface WireAny {
-  type_url: string;
-  value: Buffer;
-}
-export interface WireWorkloadReference {
-  reference: WireAny | null;
-}
-export interface WireBrokerX509Svid {
-  spiffe_id: string;
-  x509_svid: Buffer;
-  x509_svid_key: Buffer;
-  bundle: Buffer;
-  hint: string;
-}
-export interface WireBrokerX509SvidResponse {
-  svids: WireBrokerX509Svid[];
-  crl: Buffer[];
-  federated_bundles: Record<string, Buffer>;
-}
-export interface WireBundlesResponse {
-  bundles: Record<string, Buffer>;
-}
-export interface WireJwtSvidResponse {
-  svids: { spiffe_id: string; svid: string; hint: string }[];
-}
+export type {
+  WireBrokerX509Svid,
+  WireSubscribeToX509SvidResponse as WireBrokerX509SvidResponse,
+  WireSubscribeToJwtBundlesResponse as WireBundlesResponse,
+  WireFetchJwtSvidResponse as WireJwtSvidResponse,
+} from '../../driver/src/identity/broker/wire.js';
+import type { WireWorkloadReference } from '../../driver/src/identity/broker/reference.js';
+import type { WireFetchJwtSvidResponse as WireJwtSvidResponse, WireSubscribeToJwtBundlesResponse as WireBundlesResponse, WireSubscribeToX509SvidResponse as WireBrokerX509SvidResponse } from '../../driver/src/identity/broker/wire.js';
+export type { WireWorkloadReference } from '../../driver/src/identity/broker/reference.js';
 
 export interface RawBrokerClient extends Client {
   SubscribeToX509SVID(request: object, metadata?: Metadata): ClientReadableStream<WireBrokerX509SvidResponse>;

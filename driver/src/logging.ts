@@ -41,7 +41,9 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
   return pino(
     {
       level,
-      base: { component: 'spire-csi-driver' },
+      // `name`, not `component`: the parts of the driver log through children that add their own
+      // `component`, and JSON with the same key twice is read differently by different tools.
+      base: { name: 'spire-csi-driver' },
       redact: { paths: SECRET_PATHS, censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,
     },

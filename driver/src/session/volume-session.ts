@@ -2,12 +2,12 @@ import { createHash } from 'node:crypto';
 import type { Logger } from '@spire-csi/sdk';
 import type { Clock, ClockTimer } from '@spire-csi/sdk/clock';
 import { Backoff, type BackoffOptions } from '../retry/backoff.js';
-import type { AgentError, AgentX509Svid, BundleUpdate, IdentityBackend, JwtBundleUpdate, Subscription, X509SvidUpdate } from '../identity/identity-backend.js';
-import type { CheckedJwtSvid } from './agent-jwt.js';
+import type { AgentError, AgentX509Svid, BundleUpdate, IdentityBackend, Subscription, X509SvidUpdate } from '../identity/identity-backend.js';
 import { AgentSvidError, chooseSvid, describeChoice, describeSvid } from './agent-svid.js';
 import type { ConcurrencyLimiter } from '../concurrency/concurrency-limiter.js';
-import { JwtRefresher, type JwtFailure } from './jwt-refresher.js';
-import { earliestJwtExpiry, type VolumeJwtState, type VolumeJwtToken, type VolumeState } from '../volume/volume-state.js';
+import type { JwtFailure } from './jwt-refresher.js';
+import { jwtFingerprintOf, VolumeJwt } from './volume-jwt.js';
+import { earliestJwtExpiry, type VolumeJwtState, type VolumeState } from '../volume/volume-state.js';
 import { TargetUnsafeError } from '../storage/volume-files.js';
 import { SvidValidationCache, type ValidatedSvid } from './svid-validation-cache.js';
 import type { VolumeEvents } from '../volume/volume-events.js';
@@ -87,14 +87,8 @@ export class VolumeSession {
   private delivered: Delivered | undefined;
   private subscription: Subscription | undefined;
   private unwatchBundles: (() => void) | undefined;
-  private readonly jwtRequested: boolean;
-  /** The latest usable token of each audience; publishing waits until every audience has one. */
-  private readonly jwtTokens = new Map<string, CheckedJwtSvid>();
-  /** The last failed attempt of each audience, cleared by its next token. */
-  private readonly jwtFailures = new Map<string, JwtFailure>();
-  private jwtBundles: JwtBundleUpdate | undefined;
-  private readonly refreshers: JwtRefresher[] = [];
-  private unwatchJwtBundles: (() => void) | undefined;
+  /** The JWT side, when the volume asks for JWT audiences. */
+  private readonly jwt: VolumeJwt | undefined;
   private dirty = false;
   private flushing: Promise<void> = Promise.resolve();
   private running = false;
@@ -112,7 +106,10 @@ export class VolumeSession {
     this.svidCache = deps.svidCache ?? new SvidValidationCache({ maxEntries: 2 });
     // Deterministic doubling: one volume's write retries need no jitter against other volumes'.
     this.retry = new Backoff({ initialMs: deps.retryDelayMs ?? 1000, maxMs: 30_000, multiplier: 2, jitter: 'none' });
-    this.jwtRequested = spec.jwtAudiences.length > 0;
+    this.jwt =
+      spec.jwtAudiences.length === 0
+        ? undefined
+        : new VolumeJwt(spec, { identity: deps.identity, clock: deps.clock, random: deps.random ?? Math.random, retry: deps.jwtRetry });
   }
 
   get ready(): boolean {
@@ -125,9 +122,9 @@ export class VolumeSession {
   }
 
   diagnosis(): SessionDiagnosis {
-    if (this.x509Ready && this.jwtRequested && this.delivered === undefined) {
-      const missing = this.firstAudienceWithoutToken();
-      const agentError = missing === undefined ? undefined : this.jwtFailures.get(missing)?.agentError;
+    if (this.x509Ready && this.jwt !== undefined && this.delivered === undefined) {
+      const missing = this.jwt.firstAudienceWithoutToken();
+      const agentError = missing === undefined ? undefined : this.jwt.failureOf(missing)?.agentError;
       return { problem: this.problem, agentError, refusal: this.refusal?.error, waitingFor: 'JWT-SVID' };
     }
     return { problem: this.problem, agentError: this.agentError, refusal: this.refusal?.error, waitingFor: 'X.509-SVID' };
@@ -155,48 +152,24 @@ export class VolumeSession {
         if (error.kind === 'refused') this.refuse(error, 'x509');
       },
     });
-    if (this.jwtRequested) this.startJwt();
-  }
-
-  private startJwt(): void {
-    const { identity } = this.deps;
-    this.unwatchJwtBundles = identity.watchJwtBundles(this.spec.pod, (bundles) => {
-      this.jwtBundles = bundles;
-      this.schedule();
+    this.jwt?.start({
+      onToken: () => {
+        if (this.refusal?.source === 'jwt') this.refusal = undefined;
+        this.schedule();
+      },
+      onBundles: () => this.schedule(),
+      onFailure: (failure) => this.onJwtFailure(failure),
     });
-    // One refresher per audience, each fetching for its audience alone: a token for several
-    // audiences could be replayed by any of them to the others.
-    for (const audience of this.spec.jwtAudiences) {
-      const refresher = new JwtRefresher({
-        identity,
-        pod: this.spec.pod,
-        audience,
-        spiffeId: this.spec.spiffeId,
-        hint: this.spec.hint,
-        clock: this.deps.clock,
-        random: this.deps.random ?? Math.random,
-        retry: this.deps.jwtRetry,
-        onToken: (token) => {
-          this.jwtTokens.set(audience, token);
-          this.jwtFailures.delete(audience);
-          if (this.refusal?.source === 'jwt') this.refusal = undefined;
-          this.schedule();
-        },
-        onFailure: (failure) => this.onJwtFailure(failure),
-      });
-      this.refreshers.push(refresher);
-      refresher.start();
-    }
   }
 
   private onJwtFailure(failure: JwtFailure): void {
     const { logger, events } = this.deps;
-    this.jwtFailures.set(failure.audience, failure);
+    const jwt = this.jwt!;
     // A publish timeout reports the first audience still without a token, as diagnosis() does.
-    if (!this.ready && this.x509Ready) this.problem = this.jwtProblem(this.firstAudienceWithoutToken() ?? failure.audience);
+    if (!this.ready && this.x509Ready) this.problem = jwt.problemOf(jwt.firstAudienceWithoutToken() ?? failure.audience);
     if (failure.invalid) events.emitError('invalid-svid', this.spec.volumeId);
     else if (failure.agentError !== undefined) events.emitError('agent-error', this.spec.volumeId);
-    const current = this.jwtTokens.get(failure.audience);
+    const current = jwt.tokenOf(failure.audience);
     const fields = {
       audience: failure.audience,
       reason: failure.problem,
@@ -216,16 +189,6 @@ export class VolumeSession {
     this.refusal = { error, source };
     if (this.delivered !== undefined) return;
     for (const waiter of [...this.waiters]) waiter.resolve('refused');
-  }
-
-  private firstAudienceWithoutToken(): string | undefined {
-    return this.spec.jwtAudiences.find((audience) => !this.jwtTokens.has(audience));
-  }
-
-  /** Why `audience` has no usable token, for a publish timeout (named when there are several). */
-  private jwtProblem(audience: string): string {
-    const problem = this.jwtFailures.get(audience)?.problem ?? 'waiting for the first JWT-SVID from the SPIRE agent';
-    return this.spec.jwtAudiences.length > 1 ? `audience ${JSON.stringify(audience)}: ${problem}` : problem;
   }
 
   /**
@@ -267,8 +230,7 @@ export class VolumeSession {
     this.deps.clock.clearTimeout(this.retryTimer);
     this.subscription?.close();
     this.unwatchBundles?.();
-    for (const refresher of this.refreshers) refresher.close();
-    this.unwatchJwtBundles?.();
+    this.jwt?.close();
     for (const waiter of [...this.waiters]) waiter.reject(new SessionClosedError(this.spec.volumeId));
     // The files stay for the running pod; unpublish removes the mount.
     await this.flushing;
@@ -335,9 +297,14 @@ export class VolumeSession {
     const parsed = validated.svid;
     this.x509Ready = true;
     let jwt: VolumeJwtState | undefined;
-    if (this.jwtRequested) {
-      jwt = this.jwtState(federatesWith);
-      if (jwt === undefined) return;
+    if (this.jwt !== undefined) {
+      const result = this.jwt.state(federatesWith);
+      if ('problem' in result) {
+        this.problem = result.problem;
+        if (result.disagree === true && this.delivered !== undefined) logger.warn({ reason: result.problem }, 'JWT-SVIDs disagree; keeping the current files');
+        return;
+      }
+      jwt = result.state;
     }
     const extras = this.spec.allSvids ? this.validateExtras(update.svids, chosen, bundles, now, federatesWith) : undefined;
     const x509Fingerprint = publishedFingerprint(validated.fingerprint, chosen.hint, extras);
@@ -398,52 +365,6 @@ export class VolumeSession {
   }
 
   /**
-   * The JWT part of the next state, or undefined (with `problem` set) while it is not publishable:
-   * every audience needs a token, so the files of one generation always belong together.
-   */
-  private jwtState(federated: readonly string[]): VolumeJwtState | undefined {
-    const tokens: VolumeJwtToken[] = [];
-    let first: CheckedJwtSvid | undefined;
-    for (const audience of this.spec.jwtAudiences) {
-      const checked = this.jwtTokens.get(audience);
-      if (checked === undefined) {
-        this.problem = this.jwtProblem(audience);
-        return undefined;
-      }
-      first ??= checked;
-      tokens.push({ audience, token: checked.svid.token, spiffeId: checked.svid.spiffeId, expiresAt: checked.expiresAt });
-    }
-    if (first === undefined) return undefined;
-    // Without csi.spire.io/spiffe-id each fetch takes the agent's first JWT-SVID; identity.json
-    // names one SPIFFE ID, so tokens of different IDs wait until the refreshes agree again.
-    const ids = [...new Set(tokens.map((t) => t.spiffeId))];
-    if (ids.length > 1) {
-      this.problem =
-        `the JWT-SVIDs of the audiences are for different SPIFFE IDs (${ids.join(', ')}); ` +
-        'set the volume attribute csi.spire.io/spiffe-id to choose one';
-      if (this.delivered !== undefined) this.deps.logger.warn({ reason: this.problem }, 'JWT-SVIDs disagree; keeping the current files');
-      return undefined;
-    }
-    const all = this.jwtBundles;
-    if (all === undefined) {
-      this.problem = 'waiting for the JWT bundles from the SPIRE agent';
-      return undefined;
-    }
-    const own = first.spiffeId.trustDomain.name;
-    const bundles = new Map<string, Buffer>();
-    // Every JWKS was checked where it entered (identity/); here only the domains this volume may use are picked.
-    for (const td of [own, ...federated]) {
-      const jwks = all.get(td);
-      if (jwks !== undefined) bundles.set(td, jwks);
-    }
-    if (!bundles.has(own)) {
-      this.problem = `no JWT bundle for ${own} yet`;
-      return undefined;
-    }
-    return { tokens, bundles };
-  }
-
-  /**
    * With all-svids, the pod's other SVIDs, each checked exactly like the chosen one. An invalid or
    * not yet publishable one is left out of the generation (warned about once) rather than holding
    * back the chosen SVID, which the pod depends on; it is written as soon as it is usable.
@@ -501,22 +422,5 @@ function publishedFingerprint(chosen: string, hint: string, extras: readonly Ext
   if (hint === '' && extras === undefined) return chosen;
   const hash = createHash('sha256').update(`${chosen}\n${hint.length}:${hint}`);
   for (const extra of extras ?? []) hash.update(`\n${extra.validated.fingerprint}\n${extra.svid.hint.length}:${extra.svid.hint}`);
-  return hash.digest('hex');
-}
-
-function jwtFingerprintOf(jwt: VolumeJwtState): string {
-  const hash = createHash('sha256');
-  const field = (data: Buffer | string): void => {
-    const bytes = typeof data === 'string' ? Buffer.from(data) : data;
-    hash.update(`${bytes.length}:`).update(bytes);
-  };
-  for (const { audience, token } of jwt.tokens) {
-    field(audience);
-    field(token);
-  }
-  for (const [td, jwks] of jwt.bundles) {
-    field(td);
-    field(jwks);
-  }
   return hash.digest('hex');
 }

@@ -9,7 +9,7 @@ import { parseCertificateDer } from './certificate.js';
 import { splitDer } from './der.js';
 import { messageOf } from '../internal/error-text.js';
 import { X509Error } from './errors.js';
-import { decodePem, encodeCertificatesPem, type PemBlock } from './pem.js';
+import { decodePem, encodeCertificatesPem, encodePem, type PemBlock } from './pem.js';
 import { checkPrivateKey } from './private-key.js';
 import { checkLeaf, checkSigningCert, describeCert, isSignedBy } from './svid-rules.js';
 import { isWithinValidity, validityOf } from './validity.js';
@@ -188,7 +188,8 @@ export class X509Svid {
 
   /** PKCS#8 PEM. Handle with care: this is the secret. */
   privateKeyPem(): string {
-    return this.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    // The very bytes that were checked against the leaf, without an import and export round trip.
+    return encodePem('PRIVATE KEY', this.#keyDer);
   }
 
   /** Keeps the key out of logs and error reports that serialize objects. */

@@ -1,6 +1,6 @@
 import { renameSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { systemClock } from '../../sdk/src/clock/clock.js';
 import type { Logger } from '../../sdk/src/logger.js';
 import {
@@ -306,24 +306,44 @@ describe('CredentialFolderReloader', () => {
   });
 
   it('holds the process open while ready() is pending, though every clock timer is unref\'d', async () => {
-    const folder = await newFolder();
-    await folder.write({ 'value.txt': 'bad' });
-    const toy = open(folder.path, {}, {}, false);
-    const keepingAlive = (): number => process.getActiveResourcesInfo().filter((type) => type === 'Timeout').length;
-    const before = keepingAlive();
-    const pending = toy.reloader.ready(1_000).catch((e: unknown) => e);
-    expect(keepingAlive()).toBe(before + 1);
-    toy.reloader.start();
-    await toy.clock.advance(1_000);
-    expect(await pending).toMatchObject({ kind: 'timeout' });
-    expect(keepingAlive()).toBe(before);
+    // The reloader's own keep-alive handle, watched directly: counting every timer of the process
+    // would also count what earlier tests in this file leave to expire.
+    const created: NodeJS.Timeout[] = [];
+    const cleared = new Set<unknown>();
+    const realSetInterval = globalThis.setInterval;
+    const realClearInterval = globalThis.clearInterval;
+    const setSpy = vi.spyOn(globalThis, 'setInterval').mockImplementation(((fn: () => void, ms?: number) => {
+      const handle = realSetInterval(fn, ms);
+      created.push(handle);
+      return handle;
+    }) as typeof setInterval);
+    const clearSpy = vi.spyOn(globalThis, 'clearInterval').mockImplementation((handle?: string | number | NodeJS.Timeout) => {
+      cleared.add(handle);
+      realClearInterval(handle);
+    });
+    try {
+      const live = (): NodeJS.Timeout[] => created.filter((handle) => !cleared.has(handle) && handle.hasRef());
+      const folder = await newFolder();
+      await folder.write({ 'value.txt': 'bad' });
+      const toy = open(folder.path, {}, {}, false);
+      expect(live()).toHaveLength(0);
+      const pending = toy.reloader.ready(1_000).catch((e: unknown) => e);
+      expect(live()).toHaveLength(1);
+      toy.reloader.start();
+      await toy.clock.advance(1_000);
+      expect(await pending).toMatchObject({ kind: 'timeout' });
+      expect(live()).toHaveLength(0);
 
-    const second = toy.reloader.ready(1_000);
-    expect(keepingAlive()).toBe(before + 1);
-    await folder.write({ 'value.txt': 'one' });
-    await toy.reloader.refresh();
-    await expect(second).resolves.toEqual({ value: 'one' });
-    expect(keepingAlive()).toBe(before);
+      const second = toy.reloader.ready(1_000);
+      expect(live()).toHaveLength(1);
+      await folder.write({ 'value.txt': 'one' });
+      await toy.reloader.refresh();
+      await expect(second).resolves.toEqual({ value: 'one' });
+      expect(live()).toHaveLength(0);
+    } finally {
+      setSpy.mockRestore();
+      clearSpy.mockRestore();
+    }
   });
 
   it('rejects bad options with the source error class', async () => {

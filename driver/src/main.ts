@@ -10,12 +10,8 @@ import { DriverMetrics } from './metrics/driver-metrics.js';
 import { startMetricsServer, type MetricsServer } from './metrics/http-server.js';
 import { instrumentNode } from './metrics/instrumented-node.js';
 import { driverReadiness } from './metrics/readiness.js';
-import { spiffeChannelCredentials } from '@spire-csi/sdk/grpc';
-import { WorkloadApiSource } from '@spire-csi/sdk/workload-api';
 import type { Clock } from '@spire-csi/sdk/clock';
-import { BrokerBackend } from './identity/broker/broker-backend.js';
-import { BrokerClient } from './identity/broker/broker-client.js';
-import { brokerServerAuthorizer, ownSvidOf } from './identity/broker/own-identity.js';
+import type { BrokerBackend } from './identity/broker/broker-backend.js';
 import { DelegatedBackend } from './identity/delegated/delegated-backend.js';
 import { DelegatedIdentityClient } from './identity/delegated/delegated-identity-client.js';
 import type { IdentityBackend } from './identity/identity-backend.js';
@@ -80,7 +76,7 @@ export async function startDriver(config: DriverConfig, deps: DriverDependencies
     mounter = linux;
   }
   // Built last among the parts: the Workload API source starts its stream at once.
-  const identity = deps.identity ?? buildIdentity(config, logger, deps.clock);
+  const identity = deps.identity ?? (await buildIdentity(config, logger, deps.clock));
   const manager = new VolumeManager({
     store,
     mounter,
@@ -93,7 +89,8 @@ export async function startDriver(config: DriverConfig, deps: DriverDependencies
   });
 
   // Bound before resume, so errors while resuming are counted.
-  const ownSvid = identity instanceof BrokerBackend ? identity : undefined;
+  const ownSvidExpiry = identity.ownSvidExpiry?.bind(identity);
+  const ownSvid = ownSvidExpiry === undefined ? undefined : { ownSvidExpiry };
   const metrics = config.metricsAddress === null ? null : new DriverMetrics({ volumes: manager, ownSvid });
   const unbindMetrics = metrics === null ? () => {} : bindMetrics(metrics, { events: manager.events, agent: identity });
 
@@ -156,10 +153,10 @@ export async function startDriver(config: DriverConfig, deps: DriverDependencies
   return { manager, identity, server, resumed, metricsAddress: metricsServer?.address ?? null, stop };
 }
 
-function buildIdentity(config: DriverConfig, logger: DriverLogger, clock: Clock | undefined): IdentityBackend {
+async function buildIdentity(config: DriverConfig, logger: DriverLogger, clock: Clock | undefined): Promise<IdentityBackend> {
   if (config.identityApi === 'broker') {
     if (config.broker === undefined) throw new Error('main: --identity-api broker without its broker settings');
-    return buildBrokerBackend(config.broker, logger, clock);
+    return await buildBrokerBackend(config.broker, logger, clock);
   }
   return new DelegatedBackend(
     new DelegatedIdentityClient({ socketPath: config.adminSocketPath, logger: childLogger(logger, { component: 'agent' }), clock }),
@@ -172,7 +169,18 @@ function buildIdentity(config: DriverConfig, logger: DriverLogger, clock: Clock 
  * agent's broker endpoint, which must present `--broker-id` (or an ID of the driver's own trust
  * domain). A rotation of the driver's SVID is used by new connections; open streams keep going.
  */
-function buildBrokerBackend(settings: BrokerSettings, logger: DriverLogger, clock: Clock | undefined): BrokerBackend {
+async function buildBrokerBackend(settings: BrokerSettings, logger: DriverLogger, clock: Clock | undefined): Promise<BrokerBackend> {
+  // Imported here, not above: gRPC credentials, the Workload API client and the Broker API's
+  // definitions add ~0.1 s to every start, which a delegated-mode driver should not pay (it
+  // counts against serving the CSI socket again after a restart).
+  const [{ spiffeChannelCredentials }, { WorkloadApiSource }, { BrokerBackend }, { BrokerClient }, { brokerServerAuthorizer, ownSvidOf }] =
+    await Promise.all([
+      import('@spire-csi/sdk/grpc'),
+      import('@spire-csi/sdk/workload-api'),
+      import('./identity/broker/broker-backend.js'),
+      import('./identity/broker/broker-client.js'),
+      import('./identity/broker/own-identity.js'),
+    ]);
   const ownIdentity = new WorkloadApiSource({ endpoint: settings.workloadApi, logger: childLogger(logger, { component: 'workload-api' }), clock });
   const credentials = spiffeChannelCredentials(ownIdentity, {
     authorize: brokerServerAuthorizer(ownIdentity, settings.brokerId),

@@ -1,6 +1,6 @@
 import { Metadata, status } from '@grpc/grpc-js';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { loadProtos } from '../../driver/src/proto/load.js';
+import { loadBrokerProtos } from '../../driver/src/proto/load.js';
 import { brokerErrorFromStatus, brokerStreamEndedError, connectionFailureOf, type BrokerErrorContext } from '../../driver/src/identity/broker/broker-errors.js';
 import { errorInfoFromMetadata, errorInfoFromStatusBytes, statusDetailsWithErrorInfo, STATUS_DETAILS_KEY } from '../../driver/src/identity/broker/error-details.js';
 import {
@@ -21,7 +21,7 @@ import { TestJwtIssuer } from './jwt-fixtures.js';
 import { TestCa, type MintedSvid } from '../helpers/test-ca.js';
 
 const POD = { namespace: 'shop', name: 'checkout-7c9f', uid: 'a1b2c3d4-e5f6-7890-abcd-ef1234567890', serviceAccount: 'checkout' };
-const referenceType = loadProtos().broker.KubernetesObjectReference;
+const referenceType = loadBrokerProtos().KubernetesObjectReference;
 
 /** Protobuf wire format by hand: a length-delimited field. */
 function field(number: number, bytes: Buffer): Buffer {

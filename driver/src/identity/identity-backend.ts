@@ -115,5 +115,7 @@ export interface IdentityBackend {
    * connection explains it; undefined when the session's own diagnosis says more.
    */
   unreadyReason(error: AgentError | undefined): string | undefined;
+  /** Expiry of the SVID the driver itself presents to the agent, for backends that authenticate with one (broker). */
+  ownSvidExpiry?(): Date | undefined;
   close(): Promise<void>;
 }

@@ -10,11 +10,10 @@ export const PROTO_FILES = [
   'csi/csi.proto',
   'spire/api/agent/delegatedidentity/v1/delegatedidentity.proto',
   'spiffe/workload/workload.proto',
-  'spiffe/broker/brokerapi.proto',
 ] as const;
 
-/** The Broker API file, also loaded with protobufjs for the message packed into `reference` (an Any). */
-const BROKER_PROTO = 'spiffe/broker/brokerapi.proto';
+/** The SPIFFE Broker API, loaded apart (loadBrokerProtos): only broker mode pays for parsing it. */
+export const BROKER_PROTO_FILE = 'spiffe/broker/brokerapi.proto';
 
 /** A file whose presence marks a folder as our proto root (the source tree has a `proto` code folder too). */
 const MARKER = 'csi/csi.proto';
@@ -64,8 +63,6 @@ export interface LoadedProtos {
   readonly delegatedIdentity: DelegatedIdentityPackage;
   /** The SPIFFE Workload API (its proto has no package: service path `/SpiffeWorkloadAPI/...`). */
   readonly workload: WorkloadPackage;
-  /** The SPIFFE Broker API (`spiffe.broker`). */
-  readonly broker: BrokerPackage;
   /** Raw definitions, e.g. to inspect message descriptors. */
   readonly definition: PackageDefinition;
 }
@@ -100,7 +97,7 @@ export function defaultProtoDir(moduleUrl: string = import.meta.url): string {
   );
 }
 
-/** Loads the CSI, Delegated Identity, Workload API and Broker API services; the result is immutable. */
+/** Loads the CSI, Delegated Identity and Workload API services; the result is immutable. */
 export function loadProtos(protoDir: string = defaultProtoDir()): LoadedProtos {
   if (!existsSync(join(protoDir, MARKER))) {
     throw new ProtoLoadError(`${protoDir} is not a proto folder: ${MARKER} is missing`);
@@ -115,13 +112,6 @@ export function loadProtos(protoDir: string = defaultProtoDir()): LoadedProtos {
     });
   }
   const grpcObject = loadPackageDefinition(definition);
-  let kubernetesObjectReference: protobuf.Type;
-  try {
-    // google/protobuf/any.proto resolves to protobufjs's bundled copy.
-    kubernetesObjectReference = protobuf.loadSync(join(protoDir, BROKER_PROTO)).lookupType('spiffe.broker.KubernetesObjectReference');
-  } catch (err) {
-    throw new ProtoLoadError(`cannot load ${BROKER_PROTO} from ${protoDir}: ${(err as Error).message}`, { cause: err });
-  }
   return Object.freeze({
     csi: Object.freeze({
       Identity: service(grpcObject, 'csi.v1.Identity'),
@@ -132,9 +122,28 @@ export function loadProtos(protoDir: string = defaultProtoDir()): LoadedProtos {
       DelegatedIdentity: service(grpcObject, 'spire.api.agent.delegatedidentity.v1.DelegatedIdentity'),
     }),
     workload: Object.freeze({ SpiffeWorkloadAPI: service(grpcObject, 'SpiffeWorkloadAPI') }),
-    broker: Object.freeze({ API: service(grpcObject, 'spiffe.broker.API'), KubernetesObjectReference: kubernetesObjectReference }),
     definition,
   });
+}
+
+const brokerProtos = new Map<string, BrokerPackage>();
+
+/** The SPIFFE Broker API service and its reference type, loaded once per folder. */
+export function loadBrokerProtos(protoDir: string = defaultProtoDir()): BrokerPackage {
+  const cached = brokerProtos.get(protoDir);
+  if (cached !== undefined) return cached;
+  let loaded: BrokerPackage;
+  try {
+    // google/protobuf/any.proto resolves to the copies bundled with protobufjs / proto-loader.
+    const grpcObject = loadPackageDefinition(loadSync([BROKER_PROTO_FILE], { ...PROTO_LOADER_OPTIONS, includeDirs: [protoDir] }));
+    const reference = protobuf.loadSync(join(protoDir, BROKER_PROTO_FILE)).lookupType('spiffe.broker.KubernetesObjectReference');
+    loaded = Object.freeze({ API: service(grpcObject, 'spiffe.broker.API'), KubernetesObjectReference: reference });
+  } catch (err) {
+    if (err instanceof ProtoLoadError) throw err;
+    throw new ProtoLoadError(`cannot load ${BROKER_PROTO_FILE} from ${protoDir}: ${(err as Error).message}`, { cause: err });
+  }
+  brokerProtos.set(protoDir, loaded);
+  return loaded;
 }
 
 function service(root: GrpcObject, fullName: string): ServiceClientConstructor {

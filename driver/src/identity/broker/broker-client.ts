@@ -14,7 +14,7 @@ import {
 import type protobuf from 'protobufjs';
 import { silentLogger, type Logger } from '@spire-csi/sdk/internal';
 import { systemClock, type Clock } from '@spire-csi/sdk/clock';
-import { loadProtos } from '../../proto/load.js';
+import { loadBrokerProtos } from '../../proto/load.js';
 import { Backoff, type BackoffOptions } from '../../retry/backoff.js';
 import {
   AgentError,
@@ -109,7 +109,7 @@ export class BrokerClient extends EventEmitter {
     this.opts = options;
     this.logger = options.logger ?? silentLogger;
     this.clock = options.clock ?? systemClock;
-    const { API, KubernetesObjectReference } = loadProtos(options.protoDir).broker;
+    const { API, KubernetesObjectReference } = loadBrokerProtos(options.protoDir);
     this.referenceType = KubernetesObjectReference;
     const backoff = options.backoff ?? {};
     const channelOptions: ChannelOptions = {

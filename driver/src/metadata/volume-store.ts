@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errnoCode, isErrno } from '../errno.js';
@@ -135,7 +136,12 @@ export class VolumeStore {
     });
   }
 
-  /** Every readable record; unreadable ones are reported, not thrown, so one bad file cannot block startup. */
+  /**
+   * Every readable record; unreadable ones are reported, not thrown, so one bad file cannot block
+   * startup. Read synchronously: this runs once, before the CSI socket serves, and a thousand small
+   * files read one after another through the threadpool (four round trips each) took ~0.4 s of the
+   * restart, against ~30 ms read directly.
+   */
   async list(): Promise<VolumeListing> {
     let names: string[];
     try {
@@ -149,7 +155,7 @@ export class VolumeStore {
     for (const name of names.filter((n) => RECORD_FILE.test(n)).sort()) {
       const file = join(this.dir, name);
       try {
-        const record = parseRecord(await readFile(file, 'utf8'), file);
+        const record = parseRecord(readFileSync(file, 'utf8'), file);
         if (this.pathFor(record.spec.volumeId) !== file) {
           throw new VolumeStoreError('corrupt', `${file} holds volume ${record.spec.volumeId} under another name`);
         }

@@ -291,3 +291,13 @@ describe('proto loader', () => {
     });
   });
 });
+
+describe('serialized requests', () => {
+  it('get a memory block of their own, so a long-lived stream does not pin a pooled slab', () => {
+    const { DelegatedIdentity } = loadProtos().delegatedIdentity;
+    const method = DelegatedIdentity.service.SubscribeToX509SVIDs!;
+    const bytes = method.requestSerialize({ selectors: [{ type: 'k8s', value: 'ns:default' }] });
+    expect(bytes.length).toBeGreaterThan(0);
+    expect(bytes.buffer.byteLength).toBe(bytes.length);
+  });
+});

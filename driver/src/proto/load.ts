@@ -111,7 +111,7 @@ export function loadProtos(protoDir: string = defaultProtoDir()): LoadedProtos {
       cause: err,
     });
   }
-  const grpcObject = loadPackageDefinition(definition);
+  const grpcObject = loadPackageDefinition(ownRequestBuffers(definition));
   return Object.freeze({
     csi: Object.freeze({
       Identity: service(grpcObject, 'csi.v1.Identity'),
@@ -135,7 +135,7 @@ export function loadBrokerProtos(protoDir: string = defaultProtoDir()): BrokerPa
   let loaded: BrokerPackage;
   try {
     // google/protobuf/any.proto resolves to the copies bundled with protobufjs / proto-loader.
-    const grpcObject = loadPackageDefinition(loadSync([BROKER_PROTO_FILE], { ...PROTO_LOADER_OPTIONS, includeDirs: [protoDir] }));
+    const grpcObject = loadPackageDefinition(ownRequestBuffers(loadSync([BROKER_PROTO_FILE], { ...PROTO_LOADER_OPTIONS, includeDirs: [protoDir] })));
     const reference = protobuf.loadSync(join(protoDir, BROKER_PROTO_FILE)).lookupType('spiffe.broker.KubernetesObjectReference');
     loaded = Object.freeze({ API: service(grpcObject, 'spiffe.broker.API'), KubernetesObjectReference: reference });
   } catch (err) {
@@ -144,6 +144,29 @@ export function loadBrokerProtos(protoDir: string = defaultProtoDir()): BrokerPa
   }
   brokerProtos.set(protoDir, loaded);
   return loaded;
+}
+
+/**
+ * Serialized requests in memory blocks of their own. grpc-js keeps a streaming call's request for
+ * as long as the stream lives, and protobufjs encodes small messages into slices of Buffer's shared
+ * 8 KiB pool, so each volume's open SVID stream pinned a whole slab (~4 MiB at 1,000 volumes).
+ */
+function ownRequestBuffers(definition: PackageDefinition): PackageDefinition {
+  for (const entry of Object.values(definition)) {
+    // Message and enum definitions carry a `format`; services are maps of methods.
+    if ('format' in entry) continue;
+    for (const method of Object.values(entry as Record<string, { requestSerialize?: (value: unknown) => Buffer }>)) {
+      const serialize = method.requestSerialize;
+      if (typeof serialize !== 'function') continue;
+      method.requestSerialize = (value: unknown): Buffer => {
+        const pooled = serialize(value);
+        const own = Buffer.allocUnsafeSlow(pooled.length);
+        pooled.copy(own);
+        return own;
+      };
+    }
+  }
+  return definition;
 }
 
 function service(root: GrpcObject, fullName: string): ServiceClientConstructor {

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { loadPackageDefinition, type GrpcObject, type ServiceClientConstructor } from '@grpc/grpc-js';
 import { loadSync, type Options, type PackageDefinition } from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
+import { ownConcat } from '@spire-csi/sdk/internal';
 
 /** Files loaded, relative to the proto directory (their import paths resolve from the same root). */
 export const PROTO_FILES = [
@@ -158,12 +159,7 @@ function ownRequestBuffers(definition: PackageDefinition): PackageDefinition {
     for (const method of Object.values(entry as Record<string, { requestSerialize?: (value: unknown) => Buffer }>)) {
       const serialize = method.requestSerialize;
       if (typeof serialize !== 'function') continue;
-      method.requestSerialize = (value: unknown): Buffer => {
-        const pooled = serialize(value);
-        const own = Buffer.allocUnsafeSlow(pooled.length);
-        pooled.copy(own);
-        return own;
-      };
+      method.requestSerialize = (value: unknown): Buffer => ownConcat([serialize(value)]);
     }
   }
   return definition;

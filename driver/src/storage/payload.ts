@@ -1,5 +1,5 @@
 import { createHash, X509Certificate } from 'node:crypto';
-import { encodeCertificatesPem, encodePem, splitDer } from '@spire-csi/sdk/internal';
+import { encodeCertificatesPem, encodePem, ownBytes, ownConcat, splitDer } from '@spire-csi/sdk/internal';
 import { SpiffeId } from '@spire-csi/sdk/spiffeid';
 import type { X509Svid } from '@spire-csi/sdk/x509';
 import {
@@ -16,7 +16,6 @@ import type { PayloadFile } from './atomic-writer.js';
 import type { PemMemo } from './pem-memo.js';
 import { earliestJwtExpiry, jwtSvidFilesOf, type VolumeJwtState } from '../volume/volume-state.js';
 import type { VolumeSpec } from '../volume/volume-spec.js';
-import { ownBytes, ownConcat } from './own-bytes.js';
 
 /** Key material: owner-only, or group-readable by the pod's fsGroup (the files are root:fsGroup). */
 export const KEY_MODE_OWNER_ONLY = 0o400;

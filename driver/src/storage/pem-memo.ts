@@ -1,4 +1,4 @@
-import { ownBytes } from './own-bytes.js';
+import { ownBytes } from '@spire-csi/sdk/internal';
 
 /**
  * PEM encodings remembered per source object. A rotation hands a thousand volumes the same parsed

@@ -10,5 +10,6 @@
 export { splitDer } from '../x509/der.js';
 export { encodePem, encodeCertificatesPem } from '../x509/pem.js';
 export { isWithinValidity } from '../x509/validity.js';
+export { ownBytes, ownConcat } from './own-bytes.js';
 export { silentLogger } from '../logger.js';
 export type { Logger } from '../logger.js';

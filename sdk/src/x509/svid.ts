@@ -8,6 +8,7 @@ import type { SpiffeId } from '../spiffeid/spiffe-id.js';
 import { parseCertificateDer } from './certificate.js';
 import { splitDer } from './der.js';
 import { messageOf } from '../internal/error-text.js';
+import { ownConcat } from '../internal/own-bytes.js';
 import { X509Error } from './errors.js';
 import { decodePem, encodeCertificatesPem, encodePem, type PemBlock } from './pem.js';
 import { checkPrivateKey } from './private-key.js';
@@ -135,10 +136,8 @@ export class X509Svid {
         throw fail(`certificate ${i} ${describeCert(cert)} is not signed by certificate ${i + 1}`);
       }
     }
-    // A copy (the caller's buffer may be reused or zeroed) in a block of its own: Buffer.from
-    // would carve it from the shared 8 KiB pool and pin a whole slab for as long as the SVID lives.
-    const key = Buffer.allocUnsafeSlow(keyDer.length);
-    key.set(keyDer);
+    // A copy (the caller's buffer may be reused or zeroed), in a block of its own (see ownConcat).
+    const key = ownConcat([keyDer]);
     const match = checkPrivateKey(key, leaf.publicKey);
     // Deliberately no cause: nothing derived from key material goes into an error.
     if (match === 'unusable') throw fail('private key is not a valid unencrypted PKCS#8 key');

@@ -90,6 +90,13 @@ describe('checkPrivateKey', () => {
     }
   });
 
+  it.each(['brainpoolP256r1', 'secp256k1'])('decides an EC key on %s, a curve outside RFC 5480, through OpenSSL', (curve) => {
+    const key = ecPair(curve);
+    expect(checkPrivateKey(key.der, key.publicKey)).toBe('matches');
+    expect(checkPrivateKey(key.der, ecPair(curve).publicKey)).toBe('mismatch');
+    expect(checkPrivateKey(key.der, ecPair('P-256').publicKey)).toBe('mismatch');
+  });
+
   it('accepts the encodings RFC 5915 allows: without parameters, without the public key, or with both', () => {
     const { scalar, point, publicKey } = p256Parts();
     for (const der of [p256Pkcs8(scalar), p256Pkcs8(scalar, { params: false }), p256Pkcs8(scalar, { point })]) {

@@ -46,8 +46,9 @@ export function checkPrivateKey(keyDer: Uint8Array, publicKey: KeyObject): KeyCh
     return 'unusable';
   }
   if (privateKey.asymmetricKeyType !== publicKey.asymmetricKeyType) return 'mismatch';
-  if (privateKey.asymmetricKeyType === 'ec') {
-    const name = privateKey.asymmetricKeyDetails?.namedCurve;
+  const name = privateKey.asymmetricKeyType === 'ec' ? privateKey.asymmetricKeyDetails?.namedCurve : undefined;
+  if (name !== undefined && name !== publicKey.asymmetricKeyDetails?.namedCurve) return 'mismatch';
+  if (name !== undefined && CURVE_BY_NAME.has(name)) {
     let derived: Buffer | undefined;
     try {
       const d = privateKey.export({ format: 'jwk' }).d;
@@ -56,13 +57,14 @@ export function checkPrivateKey(keyDer: Uint8Array, publicKey: KeyObject): KeyCh
       // OpenSSL imports some keys it cannot use, e.g. a zero scalar (the point at infinity).
       derived = undefined;
     }
-    if (name === undefined || derived === undefined) return 'unusable';
+    if (derived === undefined) return 'unusable';
     if (pointOf(publicKey, name)?.equals(derived) !== true) return 'mismatch';
     // TLS pairs the certificate with the public key OpenSSL sees, so that one must agree too.
     return createPublicKey(privateKey).equals(publicKey) ? 'matches' : 'mismatch';
   }
-  // Same type only: comparing keys of different types leaves an error on OpenSSL's queue that
-  // fails the process's next crypto call (ERR_OSSL_EVP_DIFFERENT_KEY_TYPES, Node 20–24).
+  // Other key types and curves. Same type (and curve) only: comparing keys of different types
+  // leaves an error on OpenSSL's queue that fails the process's next crypto call
+  // (ERR_OSSL_EVP_DIFFERENT_KEY_TYPES, Node 20–24).
   return createPublicKey(privateKey).equals(publicKey) ? 'matches' : 'mismatch';
 }
 

@@ -47,6 +47,13 @@ import { loadAgentProtos } from '../../dev/src/dev-agent/protos.js';
 import { KUBERNETES_OBJECT_REFERENCE_TYPE_URL } from '../../dev/src/dev-agent/pod-reference.js';
 import type { Pod } from '../../dev/src/dev-agent/pods.js';
 import { TD } from './agent-harness.js';
+import type { WireWorkloadReference } from '../../driver/src/identity/broker/reference.js';
+import type {
+  WireBrokerX509Svid,
+  WireFetchJwtSvidResponse as WireJwtSvidResponse,
+  WireSubscribeToJwtBundlesResponse as WireBundlesResponse,
+  WireSubscribeToX509SvidResponse as WireBrokerX509SvidResponse,
+} from '../../driver/src/identity/broker/wire.js';
 
 export { TD };
 export const DRIVER_ID = `spiffe://${TD}/ns/spire-csi/sa/spire-csi-driver`;
@@ -118,15 +125,8 @@ export async function brokerClientCredentials(
 
 // ---- wire shapes: the driver's (snake_case, bytes as Buffer), under the names the tests use ----
 
-export type {
-  WireBrokerX509Svid,
-  WireSubscribeToX509SvidResponse as WireBrokerX509SvidResponse,
-  WireSubscribeToJwtBundlesResponse as WireBundlesResponse,
-  WireFetchJwtSvidResponse as WireJwtSvidResponse,
-} from '../../driver/src/identity/broker/wire.js';
-import type { WireWorkloadReference } from '../../driver/src/identity/broker/reference.js';
-import type { WireFetchJwtSvidResponse as WireJwtSvidResponse, WireSubscribeToJwtBundlesResponse as WireBundlesResponse, WireSubscribeToX509SvidResponse as WireBrokerX509SvidResponse } from '../../driver/src/identity/broker/wire.js';
-export type { WireWorkloadReference } from '../../driver/src/identity/broker/reference.js';
+
+export type { WireBrokerX509Svid, WireBrokerX509SvidResponse, WireBundlesResponse, WireJwtSvidResponse, WireWorkloadReference };
 
 export interface RawBrokerClient extends Client {
   SubscribeToX509SVID(request: object, metadata?: Metadata): ClientReadableStream<WireBrokerX509SvidResponse>;

@@ -1,5 +1,6 @@
 import type protobuf from 'protobufjs';
 import type { PodReference } from '../pod-reference.js';
+import { ownConcat } from '@spire-csi/sdk/internal';
 
 /** The Any type URL of the Broker API's Kubernetes object reference (what SPIRE's `allowed_reference_types` lists). */
 export const KUBERNETES_OBJECT_REFERENCE_TYPE_URL = 'type.googleapis.com/spiffe.broker.KubernetesObjectReference';
@@ -26,7 +27,8 @@ export function podReferenceToWire(pod: PodReference, type: protobuf.Type): Wire
     key: { namespace: pod.namespace, name: pod.name },
     uid: pod.uid,
   };
-  const value = Buffer.from(type.encode(type.fromObject(fields)).finish());
+  // Kept by the volume's stream for its whole life: a block of its own, not a pooled slice.
+  const value = ownConcat([type.encode(type.fromObject(fields)).finish()]);
   return { reference: { type_url: KUBERNETES_OBJECT_REFERENCE_TYPE_URL, value } };
 }
 

@@ -16,6 +16,7 @@
  */
 import { createHash } from 'node:crypto';
 import { systemClock, type Clock, type ClockTimer } from '../clock/clock.js';
+import { ReadyWaiters } from './ready-waiters.js';
 import type { Logger } from '../logger.js';
 import { messageOf } from '../internal/error-text.js';
 import type { SourceErrorKind } from './errors.js';
@@ -126,12 +127,6 @@ interface Candidate<Parsed> {
   readonly digest: string;
 }
 
-interface Waiter<Material, Err> {
-  resolve(material: Material): void;
-  reject(error: Err): void;
-  timer: ClockTimer;
-}
-
 /** A duration option: `fallback` when absent, else a finite number >= `min`, or `configError`. */
 export function checkDuration(
   name: string,
@@ -176,12 +171,10 @@ export class CredentialFolderReloader<Parsed, Material, Err extends SourceError>
   /** Consecutive failed reads; drives the retry backoff. */
   private failures = 0;
 
-  private readonly waiters = new Set<Waiter<Material, Err>>();
+  private readonly waiters: ReadyWaiters<Material, Err>;
   private debounceTimer: ClockTimer | undefined;
   private recheckTimer: ClockTimer | undefined;
   private expiryTimer: ClockTimer | undefined;
-  /** Holds the process open while ready() calls are pending; see keepAlive(). */
-  private keepAliveHandle: ReturnType<typeof setInterval> | undefined;
   private reloading: Promise<void> | undefined;
   private rerun = false;
   /**
@@ -208,6 +201,7 @@ export class CredentialFolderReloader<Parsed, Material, Err extends SourceError>
   ) {
     this.prefix = delegate.wording.prefix;
     this.clock = options.clock ?? systemClock;
+    this.waiters = new ReadyWaiters(this.clock);
     const configError = (message: string): Err => delegate.createError('config', message);
     this.debounceMs = checkDuration('debounceMs', options.debounceMs, delegate.defaultDebounceMs, 0, configError);
     this.recheckIntervalMs = checkDuration('recheckIntervalMs', options.recheckIntervalMs, DEFAULT_RECHECK_INTERVAL_MS, 0, configError);
@@ -250,19 +244,7 @@ export class CredentialFolderReloader<Parsed, Material, Err extends SourceError>
     if (typeof timeoutMs !== 'number' || !(timeoutMs > 0)) {
       return Promise.reject(this.delegate.createError('config', `ready() timeout must be a positive number, got ${String(timeoutMs)}`));
     }
-    return new Promise<Material>((resolve, reject) => {
-      const waiter: Waiter<Material, Err> = {
-        resolve,
-        reject,
-        timer: this.clock.setTimeout(() => {
-          this.waiters.delete(waiter);
-          this.keepAlive();
-          reject(this.timeoutError(timeoutMs));
-        }, Math.min(timeoutMs, MAX_TIMER_MS)),
-      };
-      this.waiters.add(waiter);
-      this.keepAlive();
-    });
+    return this.waiters.wait(timeoutMs, () => this.timeoutError(timeoutMs));
   }
 
   /** Re-reads the folder now; resolves once a read that started after this call has finished. */
@@ -277,12 +259,7 @@ export class CredentialFolderReloader<Parsed, Material, Err extends SourceError>
       this.stopReading.abort();
       for (const timer of [this.debounceTimer, this.recheckTimer, this.expiryTimer]) this.clock.clearTimeout(timer);
       this.debounceTimer = this.recheckTimer = this.expiryTimer = undefined;
-      for (const waiter of this.waiters) {
-        this.clock.clearTimeout(waiter.timer);
-        waiter.reject(this.closedError());
-      }
-      this.waiters.clear();
-      this.keepAlive();
+      this.waiters.rejectAll(this.closedError());
       const reloading = this.reloading;
       this.closing = (async () => {
         await this.watcher?.close();
@@ -391,12 +368,7 @@ export class CredentialFolderReloader<Parsed, Material, Err extends SourceError>
     if (material === undefined) return;
     this.loaded = material;
     this.logger.info({ folder: this.folder, ...this.delegate.describe(material, candidate.parsed) }, `${this.prefix}: ${this.delegate.wording.loaded}`);
-    for (const waiter of this.waiters) {
-      this.clock.clearTimeout(waiter.timer);
-      waiter.resolve(material);
-    }
-    this.waiters.clear();
-    this.keepAlive();
+    this.waiters.resolveAll(material);
     try {
       this.delegate.emitUpdate(material);
     } catch (err) {
@@ -454,20 +426,6 @@ export class CredentialFolderReloader<Parsed, Material, Err extends SourceError>
     if (untilNextCheckMs === undefined) return;
     // Stepped, never the exact (hours-long) wait: see expiryCheckDelay for the timer leak.
     this.expiryTimer = this.clock.setTimeout(() => this.checkExpiry(), expiryCheckDelay(untilNextCheckMs));
-  }
-
-  /**
-   * Every Clock timer is unref'd, yet a pending ready() must keep the process alive until it
-   * settles (a script that only awaits ready() would otherwise exit silently). One ref'd handle,
-   * held exactly while waiters exist, does that whatever the clock; it never fires anything.
-   */
-  private keepAlive(): void {
-    if (this.waiters.size > 0) {
-      this.keepAliveHandle ??= setInterval(() => {}, MAX_TIMER_MS);
-    } else if (this.keepAliveHandle !== undefined) {
-      clearInterval(this.keepAliveHandle);
-      this.keepAliveHandle = undefined;
-    }
   }
 
   private timeoutError(timeoutMs: number): Err {

@@ -14,6 +14,7 @@
 import { EventEmitter } from 'node:events';
 import { status as grpcStatus, type ServiceError, type StatusObject } from '@grpc/grpc-js';
 import { systemClock, type Clock, type ClockTimer } from '../clock/clock.js';
+import { ReadyWaiters } from '../source/ready-waiters.js';
 import { messageOf } from '../internal/error-text.js';
 import { silentLogger, type Logger } from '../logger.js';
 import type { X509Material, X509Source } from '../source/x509-source.js';
@@ -59,12 +60,6 @@ export interface WorkloadApiSourceEvents {
 
 /** How long ready() waits by default. */
 export const DEFAULT_WORKLOAD_API_READY_TIMEOUT_MS = 30_000;
-
-interface Waiter {
-  readonly resolve: (material: X509Material) => void;
-  readonly reject: (error: WorkloadApiError) => void;
-  readonly timer: ClockTimer;
-}
 
 const STATUS_NAMES: Readonly<Record<number, string>> = Object.fromEntries(
   Object.entries(grpcStatus)
@@ -112,7 +107,7 @@ export class WorkloadApiSource extends EventEmitter<WorkloadApiSourceEvents> imp
   private readonly logger: Logger;
   private readonly backoff: ReconnectBackoff;
   private readonly client: WorkloadApiClient;
-  private readonly waiters = new Set<Waiter>();
+  private readonly waiters: ReadyWaiters<X509Material, WorkloadApiError>;
   private material: X509Material | undefined;
   private lastError: WorkloadApiError | undefined;
   private stream: X509SvidStream | undefined;
@@ -141,6 +136,7 @@ export class WorkloadApiSource extends EventEmitter<WorkloadApiSourceEvents> imp
     this.endpoint = endpoint;
     this.choice = WorkloadApiSource.choiceOf(options);
     this.clock = options.clock ?? systemClock;
+    this.waiters = new ReadyWaiters(this.clock);
     this.logger = options.logger ?? silentLogger;
     this.backoff = new ReconnectBackoff(options.backoff);
     this.client = new WorkloadApiClient(target.grpcTarget);
@@ -164,17 +160,9 @@ export class WorkloadApiSource extends EventEmitter<WorkloadApiSourceEvents> imp
     if (!Number.isFinite(timeoutMs) || timeoutMs < 0) {
       return Promise.reject(configError(`ready() timeoutMs must be a non-negative number of milliseconds, got ${String(timeoutMs)}`));
     }
-    return new Promise<X509Material>((resolve, reject) => {
-      const waiter: Waiter = {
-        resolve,
-        reject,
-        timer: this.clock.setTimeout(() => {
-          this.waiters.delete(waiter);
-          const last = this.lastError === undefined ? '' : ` (last problem: ${problemOf(this.lastError)})`;
-          reject(new WorkloadApiError('timeout', `no valid X509-SVID from the Workload API at ${this.endpoint} within ${timeoutMs} ms${last}`));
-        }, timeoutMs),
-      };
-      this.waiters.add(waiter);
+    return this.waiters.wait(timeoutMs, () => {
+      const last = this.lastError === undefined ? '' : ` (last problem: ${problemOf(this.lastError)})`;
+      return new WorkloadApiError('timeout', `no valid X509-SVID from the Workload API at ${this.endpoint} within ${timeoutMs} ms${last}`);
     });
   }
 
@@ -211,7 +199,7 @@ export class WorkloadApiSource extends EventEmitter<WorkloadApiSourceEvents> imp
     stream?.cancel();
     this.client.close();
     this.setConnected(false);
-    this.rejectWaiters(new WorkloadApiError('closed', `the source for ${this.endpoint} was closed before a valid X509-SVID arrived`));
+    this.waiters.rejectAll(new WorkloadApiError('closed', `the source for ${this.endpoint} was closed before a valid X509-SVID arrived`));
     return Promise.resolve();
   }
 
@@ -291,11 +279,7 @@ export class WorkloadApiSource extends EventEmitter<WorkloadApiSourceEvents> imp
       },
       previous === undefined ? 'workloadapi: received X509-SVID' : 'workloadapi: X509-SVID or bundles updated',
     );
-    for (const waiter of this.waiters) {
-      this.clock.clearTimeout(waiter.timer);
-      waiter.resolve(material);
-    }
-    this.waiters.clear();
+    this.waiters.resolveAll(material);
     try {
       this.emit('update', material);
     } catch (err) {
@@ -331,15 +315,7 @@ export class WorkloadApiSource extends EventEmitter<WorkloadApiSourceEvents> imp
   private stop(error: WorkloadApiError): void {
     this.stopped = true;
     this.report(error, 'stopped');
-    this.rejectWaiters(error);
-  }
-
-  private rejectWaiters(error: WorkloadApiError): void {
-    for (const waiter of this.waiters) {
-      this.clock.clearTimeout(waiter.timer);
-      waiter.reject(error);
-    }
-    this.waiters.clear();
+    this.waiters.rejectAll(error);
   }
 
   /** Logged always; emitted as 'error' only when someone listens, so it can never crash the process. */

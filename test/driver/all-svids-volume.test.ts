@@ -45,7 +45,7 @@ describe.skipIf(!isRoot)('a volume with all-svids', () => {
     const foreign = await TestCa.create('example.org');
     // Signed by a CA the bundle does not hold: fails the same chain check as a chosen SVID would.
     const minted = await foreign.mint('spiffe://example.org/admin');
-    const untrusted: AgentX509Svid = { spiffeId: 'spiffe://example.org/admin', chainDer: minted.chainDer, keyDer: minted.keyDer, expiresAt: '0', hint: 'admin' };
+    const untrusted: AgentX509Svid = { spiffeId: 'spiffe://example.org/admin', chainDer: minted.chainDer, keyDer: minted.keyDer, hint: 'admin' };
     const good = await hinted('spiffe://example.org/db', 'db');
     h.identity.respond = () => ({ svids: [chosen, untrusted, good], federatesWith: [] });
     const spec = await h.spec({ allSvids: true });

@@ -80,7 +80,7 @@ describe.skipIf(!isRoot)('broker mode: bundles belong to the pod whose stream se
 
   async function update(ca: TestCa, federated: Map<string, Buffer>): Promise<X509SvidUpdate> {
     const minted = await ca.mint('spiffe://example.org/web');
-    const svid = { spiffeId: 'spiffe://example.org/web', chainDer: minted.chainDer, keyDer: minted.keyDer, expiresAt: '0', hint: '' };
+    const svid = { spiffeId: 'spiffe://example.org/web', chainDer: minted.chainDer, keyDer: minted.keyDer, hint: '' };
     return { svids: [svid], federatesWith: [...federated.keys()], bundles: new Map([...federated, ['example.org', ca.rootDer]]) };
   }
 

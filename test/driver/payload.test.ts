@@ -31,7 +31,7 @@ const spec = (overrides: Partial<VolumeSpec> = {}): VolumeSpec => ({
 });
 
 function agentSvid(id: string, minted: MintedSvid): AgentX509Svid {
-  return { spiffeId: id, chainDer: minted.chainDer, keyDer: minted.keyDer, expiresAt: '0', hint: '' };
+  return { spiffeId: id, chainDer: minted.chainDer, keyDer: minted.keyDer, hint: '' };
 }
 
 describe('payload', () => {

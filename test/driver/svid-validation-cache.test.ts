@@ -10,7 +10,7 @@ const NOT_AFTER = new Date('2030-01-02T00:00:00Z');
 const DURING = new Date('2030-01-01T12:00:00Z');
 
 function agentSvid(minted: MintedSvid, spiffeId = ID): AgentX509Svid {
-  return { spiffeId, chainDer: minted.chainDer, keyDer: minted.keyDer, expiresAt: '0', hint: '' };
+  return { spiffeId, chainDer: minted.chainDer, keyDer: minted.keyDer, hint: '' };
 }
 
 /** A copy with fresh buffers: what a second volume's stream decodes from the same agent message. */

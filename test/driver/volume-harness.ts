@@ -96,7 +96,7 @@ export class VolumeHarness {
 
   async svid(id = 'spiffe://example.org/web', options: MintOptions = {}): Promise<AgentX509Svid> {
     const minted = await this.ca.mint(id, options);
-    return { spiffeId: id, chainDer: minted.chainDer, keyDer: minted.keyDer, expiresAt: '0', hint: '' };
+    return { spiffeId: id, chainDer: minted.chainDer, keyDer: minted.keyDer, hint: '' };
   }
 
   async update(id?: string, federatesWith: string[] = []): Promise<X509SvidUpdate> {

@@ -87,7 +87,7 @@ describe('torn reads against the AtomicWriter (no mounts)', () => {
         const { ca, svid } = generations[index]!;
         const { files } = buildPayload({
           spec,
-          svid: { spiffeId: ID, chainDer: svid.chainDer, keyDer: svid.keyDer, expiresAt: '0' },
+          svid: { spiffeId: ID, chainDer: svid.chainDer, keyDer: svid.keyDer },
           bundles: new Map([[TD, ca.rootDer]]),
           federatesWith: [],
           now: new Date(),

@@ -8,8 +8,6 @@ export interface AgentX509Svid {
   readonly chainDer: readonly Buffer[];
   /** PKCS#8 DER. Never logged. */
   readonly keyDer: Buffer;
-  /** Unix seconds (int64 kept as a string to stay lossless). */
-  readonly expiresAt: string;
   readonly hint: string;
 }
 

@@ -23,7 +23,7 @@ export const KEY_MODE_GROUP = 0o440;
 /** Certificates, bundles and identity facts are public. */
 export const PUBLIC_MODE = 0o444;
 
-export type PayloadSvid = Pick<AgentX509Svid, 'spiffeId' | 'chainDer' | 'keyDer' | 'expiresAt'> & {
+export type PayloadSvid = Pick<AgentX509Svid, 'spiffeId' | 'chainDer' | 'keyDer'> & {
   /** The agent's hint for it; written to identity.json and hints.json (empty when none). */
   readonly hint?: string;
 };

@@ -1,4 +1,3 @@
-import { X509Certificate } from 'node:crypto';
 import { decodeJwt } from 'jose';
 import { SpiffeId } from '@spire-csi/sdk/spiffeid';
 import type { AgentJwtSvid, AgentX509Svid, JwtBundleUpdate, X509SvidUpdate } from '../identity-backend.js';
@@ -87,7 +86,7 @@ export function x509UpdateFromBrokerWire(message: WireSubscribeToX509SvidRespons
     const td = SpiffeId.parse(spiffeId).trustDomain.name;
     // SVIDs of one trust domain carry the same bundle; the first is kept.
     if (!own.has(td)) own.set(td, Buffer.from(item.bundle));
-    svids.push({ spiffeId, chainDer, keyDer: Buffer.from(item.x509_svid_key), expiresAt: leafExpiry(chainDer[0]!, field), hint: item.hint ?? '' });
+    svids.push({ spiffeId, chainDer, keyDer: Buffer.from(item.x509_svid_key), hint: item.hint ?? '' });
   });
   const bundles = new Map<string, Buffer>();
   const federatesWith: string[] = [];
@@ -103,17 +102,6 @@ export function x509UpdateFromBrokerWire(message: WireSubscribeToX509SvidRespons
   }
   for (const [td, der] of own) bundles.set(td, der);
   return { svids, federatesWith: [...new Set(federatesWith)].sort(), bundles };
-}
-
-/** Unix seconds of the leaf's notAfter: the Broker API, unlike the Delegated one, sends no expires_at. */
-function leafExpiry(leaf: Buffer, field: string): string {
-  let validTo: string;
-  try {
-    validTo = new X509Certificate(leaf).validTo;
-  } catch (error) {
-    throw new WireError(`${field}.x509_svid leaf is not a certificate: ${(error as Error).message}`, { cause: error });
-  }
-  return String(Math.trunc(Date.parse(validTo) / 1000));
 }
 
 /**

@@ -129,7 +129,6 @@ function svidFromWire(item: WireX509SvidWithKey, index: number): AgentX509Svid {
     spiffeId: spiffeIdFromParts(svid.id.trust_domain, svid.id.path ?? '', `x509_svids[${index}]`),
     chainDer,
     keyDer: Buffer.from(item.x509_svid_key),
-    expiresAt: String(svid.expires_at ?? '0'),
     hint: svid.hint ?? '',
   };
 }

@@ -6,11 +6,9 @@
  * grpc-js never resumes TLS sessions on its own, so no handshake skips the check.
  */
 import { experimental, type ChannelCredentials } from '@grpc/grpc-js';
-import type { PeerCertificate } from 'node:tls';
 import { silentLogger } from '../logger.js';
 import type { X509Source } from '../source/x509-source.js';
-import { asError } from '../tls/errors.js';
-import { verifyPeerCertificate } from '../tls/verify-peer.js';
+import { serverIdentityCheck } from '../tls/client-options.js';
 import { X509SourceCertificateProvider } from './certificate-provider.js';
 import { checkAuthorizer, type SpiffeGrpcCredentialsOptions } from './options.js';
 import { rememberVerifiedPeer } from './verified-peers.js';
@@ -28,17 +26,8 @@ export function spiffeChannelCredentials(source: X509Source, options: SpiffeGrpc
   const provider = new X509SourceCertificateProvider(source);
   return experimental.createCertificateProviderChannelCredentials(provider, provider, {
     rejectUnauthorized: true,
-    checkServerIdentity(_hostname: string, peer: PeerCertificate): Error | undefined {
-      try {
-        // The bundles as of this handshake, which is also what the verification cache is scoped to.
-        const verified = verifyPeerCertificate(peer, source.current().bundles, authorize);
-        if (Buffer.isBuffer(peer.raw)) rememberVerifiedPeer(peer.raw, verified.id);
-        return undefined;
-      } catch (err) {
-        const error = asError(err);
-        logger.warn({ reason: error.message }, 'grpc: server rejected');
-        return error;
-      }
-    },
+    checkServerIdentity: serverIdentityCheck(source, authorize, logger, 'grpc', (peer, verified) => {
+      if (Buffer.isBuffer(peer.raw)) rememberVerifiedPeer(peer.raw, verified.id);
+    }),
   });
 }

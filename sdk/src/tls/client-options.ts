@@ -10,6 +10,7 @@ import type { X509Source } from '../source/x509-source.js';
 import { tlsCredentials } from './credentials.js';
 import { TlsError, asError } from './errors.js';
 import { minVersionOf, rejectManagedOptions, type TlsSettings } from './tls-settings.js';
+import type { VerifiedSvid } from '../x509/verify.js';
 import { verifyPeerCertificate } from './verify-peer.js';
 
 /** Options of {@link createClientTlsOptions}. */
@@ -62,17 +63,32 @@ export function createClientTlsOptions(
     key,
     ca,
     rejectUnauthorized: true,
-    checkServerIdentity(_hostname: string, peer: PeerCertificate): Error | undefined {
-      try {
-        // current(), as in the server gate: the bundle set as of this handshake, which is also
-        // what the verification cache is scoped to.
-        verifyPeerCertificate(peer, source.current().bundles, authorizer);
-        return undefined;
-      } catch (err) {
-        const error = asError(err);
-        logger.warn({ reason: error.message }, 'tls: server rejected');
-        return error;
-      }
-    },
+    checkServerIdentity: serverIdentityCheck(source, authorizer, logger, 'tls'),
+  };
+}
+
+/**
+ * The `checkServerIdentity` of a SPIFFE client (node:tls here, grpc-js in `/grpc`): the server's
+ * chain against the bundle of its own trust domain as of this handshake (current(), as in the
+ * server gate, which is also what the verification cache is scoped to), then the authorizer.
+ * A refusal is logged and returned, which fails the handshake.
+ */
+export function serverIdentityCheck(
+  source: X509Source,
+  authorizer: Authorizer,
+  logger: Logger,
+  prefix: string,
+  onVerified?: (peer: PeerCertificate, verified: VerifiedSvid) => void,
+): (hostname: string, peer: PeerCertificate) => Error | undefined {
+  return (_hostname, peer) => {
+    try {
+      const verified = verifyPeerCertificate(peer, source.current().bundles, authorizer);
+      onVerified?.(peer, verified);
+      return undefined;
+    } catch (err) {
+      const error = asError(err);
+      logger.warn({ reason: error.message }, `${prefix}: server rejected`);
+      return error;
+    }
   };
 }

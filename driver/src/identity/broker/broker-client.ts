@@ -164,8 +164,8 @@ export class BrokerClient extends EventEmitter {
           update = x509UpdateFromBrokerWire(message);
         } catch (error) {
           // Spec 4.6: reported and discarded; the volume keeps what it has.
+          // Logged once, where it is reported (the session, or report()'s own warning).
           const detail = `broker: ${X509_RPC} for ${ctx.pod}: ${(error as Error).message}`;
-          this.logger.error({ rpc: X509_RPC, pod: ctx.pod }, detail);
           report(new AgentError(status.INTERNAL, 'other', detail, { cause: error }));
           return;
         }
